@@ -1,0 +1,19 @@
+// The cpuformer._core extension module: one bind_<area> function per file, registered here.
+// Choosing the ISA at import makes a bad CPUFORMER_ISA fail `import cpuformer` with a clear message.
+#include <pybind11/pybind11.h>
+
+#include "kernels/registry.h"
+
+namespace py = pybind11;
+
+namespace cpuformer::bindings {
+void bind_runtime(py::module_& m);
+void bind_ops(py::module_& m);
+}  // namespace cpuformer::bindings
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "cpuformer's C++ core (kernels, layers, models). Use the cpuformer package, not this module.";
+  cpuformer::active_kernels();
+  cpuformer::bindings::bind_runtime(m);
+  cpuformer::bindings::bind_ops(m);
+}

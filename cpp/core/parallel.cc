@@ -1,0 +1,78 @@
+#include "core/parallel.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "core/check.h"
+
+#ifdef CPUFORMER_WITH_OPENMP
+#include <omp.h>
+#endif
+
+namespace cpuformer {
+namespace {
+std::atomic<int> g_num_threads{0};  // 0 = not yet initialised
+}  // namespace
+
+int default_num_threads() {
+#ifdef CPUFORMER_WITH_OPENMP
+  return std::max(1, omp_get_max_threads());
+#else
+  return 1;
+#endif
+}
+
+int get_num_threads() {
+  int n = g_num_threads.load(std::memory_order_relaxed);
+  if (n == 0) {
+    n = default_num_threads();
+    g_num_threads.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+void set_num_threads(int count) {
+  CPUFORMER_CHECK(count >= 1, "num_threads: expected an integer >= 1, got ", count);
+#ifndef CPUFORMER_WITH_OPENMP
+  count = 1;
+#endif
+  g_num_threads.store(count, std::memory_order_relaxed);
+}
+
+bool openmp_enabled() {
+#ifdef CPUFORMER_WITH_OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+int thread_index() {
+#ifdef CPUFORMER_WITH_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+void parallel_for(Index count, const std::function<void(Index, Index)>& body, int threads) {
+  if (count <= 0) return;
+  if (threads <= 0) threads = get_num_threads();
+  threads = static_cast<int>(std::min<Index>(threads, count));
+#ifdef CPUFORMER_WITH_OPENMP
+  if (threads > 1 && !omp_in_parallel()) {
+#pragma omp parallel num_threads(threads)
+    {
+      const Index nt = omp_get_num_threads();
+      const Index t = omp_get_thread_num();
+      const Index begin = count * t / nt;
+      const Index end = count * (t + 1) / nt;
+      if (begin < end) body(begin, end);
+    }
+    return;
+  }
+#endif
+  body(0, count);
+}
+
+}  // namespace cpuformer

@@ -1,0 +1,25 @@
+// Threading: one OpenMP runtime, a process-wide default thread count that honours OMP_NUM_THREADS and
+// the affinity mask, and parallel_for that runs inline when the range is small, when one thread is
+// asked for, or when already inside a parallel region (no nested oversubscription).
+// Work is always split so that no reduction changes order with the thread count.
+#pragma once
+
+#include <functional>
+
+#include "core/dims.h"
+
+namespace cpuformer {
+
+int default_num_threads();        // what OpenMP would use: OMP_NUM_THREADS or the CPUs we may run on
+int get_num_threads();            // the current setting
+void set_num_threads(int count);  // count >= 1
+bool openmp_enabled();
+
+// Calls body(begin, end) on disjoint chunks covering [0, count); `threads` <= 0 means get_num_threads().
+// Chunks are contiguous and at most one per thread, so callers may keep per-call scratch per chunk.
+void parallel_for(Index count, const std::function<void(Index, Index)>& body, int threads = 0);
+
+// Index of the calling thread inside parallel_for's body (0 when inline).
+int thread_index();
+
+}  // namespace cpuformer

@@ -1,0 +1,101 @@
+// The GEMM register-tile kernel, written once over a Vec trait and instantiated per ISA with its tile
+// (BLIS's micro-kernel: an M × NR block of C lives in M · NR / W accumulators; each step loads one row
+// of B as NR / W vectors and broadcasts one element of A per row). See kernel_table.h for the contract.
+#pragma once
+
+#include <utility>
+
+#include "core/dims.h"
+#include "kernels/kernel_table.h"
+
+namespace cpuformer::impl {
+
+template <class V, int MR, int NR>
+struct GemmMicroKernels {
+  static constexpr int W = V::kWidth;
+  static constexpr int NV = NR / W;
+  static_assert(NR % W == 0, "nr must be a multiple of the vector width");
+  static_assert(MR <= kMaxTileRows, "mr too large");
+
+  template <int M, bool kPackedA, bool kFullN>
+  static inline void tile(Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
+                          Index ldc, int n, bool accumulate) {
+    using R = typename V::Reg;
+    using TM = typename V::TailMask;
+    R acc[M][NV];
+    TM mask[NV];
+    if constexpr (!kFullN) {
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) mask[v] = V::tail_mask(n - v * W);
+    }
+    (void)n;
+    (void)mask;
+    if (accumulate) {
+#pragma GCC unroll 16
+      for (int i = 0; i < M; ++i)
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v)
+          acc[i][v] = kFullN ? V::loadu(c + i * ldc + v * W) : V::load_mask(c + i * ldc + v * W, mask[v]);
+    } else {
+#pragma GCC unroll 16
+      for (int i = 0; i < M; ++i)
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+    }
+    for (Index p = 0; p < k; ++p) {
+      R bv[NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) bv[v] = kFullN ? V::loadu(b + v * W) : V::load_mask(b + v * W, mask[v]);
+#pragma GCC unroll 16
+      for (int i = 0; i < M; ++i) {
+        const R ai = V::set1(kPackedA ? a[p * MR + i] : a[i * lda + p]);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
+      }
+      b += ldb;
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (kFullN)
+          V::storeu(c + i * ldc + v * W, acc[i][v]);
+        else
+          V::store_mask(c + i * ldc + v * W, acc[i][v], mask[v]);
+      }
+  }
+
+  template <int M, bool kPackedA>
+  static void kernel(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
+                     int n, bool accumulate) {
+    if (n == NR)
+      tile<M, kPackedA, true>(k, a, lda, b, ldb, c, ldc, n, accumulate);
+    else
+      tile<M, kPackedA, false>(k, a, lda, b, ldb, c, ldc, n, accumulate);
+  }
+
+  template <bool kPackedA, std::size_t... I>
+  static constexpr auto make(std::index_sequence<I...>) {
+    struct Array {
+      GemmMicroKernel fn[kMaxTileRows];
+    };
+    return Array{{(I < MR ? &kernel<(I < MR ? int(I) + 1 : 1), kPackedA> : nullptr)...}};
+  }
+};
+
+// Packs rows [0, m) of row-major A into mr-row, k-major panels; rows past m are zero.
+template <class V, int MR>
+void pack_a(const float* a, Index lda, Index m, Index k, float* dst) {
+  for (Index q = 0; q < m; q += MR) {
+    const Index rows = m - q < MR ? m - q : MR;
+    float* panel = dst + q * k;
+    for (Index i = 0; i < rows; ++i) {
+      const float* src = a + (q + i) * lda;
+      for (Index p = 0; p < k; ++p) panel[p * MR + i] = src[p];
+    }
+    for (Index i = rows; i < MR; ++i)
+      for (Index p = 0; p < k; ++p) panel[p * MR + i] = 0.0f;
+  }
+}
+
+}  // namespace cpuformer::impl

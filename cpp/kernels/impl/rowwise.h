@@ -1,0 +1,137 @@
+// Row-wise kernels (softmax, layer norm, bias + activation) written once over a Vec trait. Each walks a
+// contiguous row with full vectors and one masked tail; reductions use one accumulator vector and a
+// fixed horizontal order, so a row's result depends only on the row (not on the batch or threads).
+#pragma once
+
+
+#include "core/dims.h"
+#include "kernels/impl/vec_math.h"
+#include "kernels/kernel_table.h"
+
+namespace cpuformer::impl {
+
+template <class V>
+void softmax_row(const float* x, float* y, Index n) {
+  using R = typename V::Reg;
+  constexpr int W = V::kWidth;
+  const float neg_inf = -__builtin_inff();
+  R vmax = V::set1(neg_inf);
+  Index j = 0;
+  for (; j + W <= n; j += W) vmax = V::max(vmax, V::loadu(x + j));
+  if (j < n) vmax = V::max(vmax, V::load_tail(x + j, static_cast<int>(n - j), neg_inf));
+  const float row_max = V::hmax(vmax);
+  if (row_max == neg_inf) {  // every key masked: zeros, not NaN
+    for (Index i = 0; i < n; ++i) y[i] = 0.0f;
+    return;
+  }
+  const R m = V::set1(row_max);
+  R vsum = V::zero();
+  for (j = 0; j + W <= n; j += W) {
+    const R e = exp<V>(V::sub(V::loadu(x + j), m));
+    V::storeu(y + j, e);
+    vsum = V::add(vsum, e);
+  }
+  if (j < n) {
+    const int rest = static_cast<int>(n - j);
+    const R e = exp<V>(V::sub(V::load_tail(x + j, rest, neg_inf), m));  // exp(−inf) = 0 in the tail
+    V::store_tail(y + j, e, rest);
+    vsum = V::add(vsum, e);
+  }
+  const R inv = V::set1(1.0f / V::hsum(vsum));
+  for (j = 0; j + W <= n; j += W) V::storeu(y + j, V::mul(V::loadu(y + j), inv));
+  if (j < n) {
+    const int rest = static_cast<int>(n - j);
+    V::store_tail(y + j, V::mul(V::load_tail(y + j, rest, 0.0f), inv), rest);
+  }
+}
+
+template <class V>
+inline typename V::Reg load_sum(const float* x, const float* residual, Index j) {
+  const auto v = V::loadu(x + j);
+  return residual ? V::add(v, V::loadu(residual + j)) : v;
+}
+
+template <class V>
+inline typename V::Reg load_sum_tail(const float* x, const float* residual, Index j, int rest) {
+  const auto v = V::load_tail(x + j, rest, 0.0f);
+  return residual ? V::add(v, V::load_tail(residual + j, rest, 0.0f)) : v;
+}
+
+// Two passes over h = x + residual (mean, then the mean of squared deviations), never E[h²] − E[h]²,
+// which loses all precision on rows with a large common offset.
+template <class V>
+void layer_norm_row(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                    float* y, Index n) {
+  using R = typename V::Reg;
+  constexpr int W = V::kWidth;
+  R vsum = V::zero();
+  Index j = 0;
+  for (; j + W <= n; j += W) vsum = V::add(vsum, load_sum<V>(x, residual, j));
+  if (j < n) vsum = V::add(vsum, load_sum_tail<V>(x, residual, j, static_cast<int>(n - j)));
+  const float mean = V::hsum(vsum) / static_cast<float>(n);
+  const R vmean = V::set1(mean);
+  R vsq = V::zero();
+  for (j = 0; j + W <= n; j += W) {
+    const R d = V::sub(load_sum<V>(x, residual, j), vmean);
+    vsq = V::fmadd(d, d, vsq);
+  }
+  if (j < n) {
+    const int rest = static_cast<int>(n - j);
+    // Lanes past the row hold h = 0, so d = −mean there: zero them before squaring.
+    const R d = V::keep_head(V::sub(load_sum_tail<V>(x, residual, j, rest), vmean), rest);
+    vsq = V::fmadd(d, d, vsq);
+  }
+  const float var = V::hsum(vsq) / static_cast<float>(n);
+  const R rstd = V::set1(1.0f / __builtin_sqrtf(var + eps));
+  for (j = 0; j + W <= n; j += W) {
+    const R d = V::mul(V::sub(load_sum<V>(x, residual, j), vmean), rstd);
+    V::storeu(y + j, V::fmadd(d, V::loadu(gamma + j), V::loadu(beta + j)));
+  }
+  if (j < n) {
+    const int rest = static_cast<int>(n - j);
+    const R d = V::mul(V::sub(load_sum_tail<V>(x, residual, j, rest), vmean), rstd);
+    V::store_tail(y + j, V::fmadd(d, V::load_tail(gamma + j, rest, 0.0f), V::load_tail(beta + j, rest, 0.0f)), rest);
+  }
+}
+
+template <class V>
+inline typename V::Reg apply_activation(typename V::Reg v, Activation act) {
+  switch (act) {
+    case Activation::kNone: return v;
+    case Activation::kRelu: return relu<V>(v);
+    case Activation::kGeluErf: return gelu_erf<V>(v);
+    case Activation::kGeluTanh: return gelu_tanh<V>(v);
+    case Activation::kSilu: return silu<V>(v);
+  }
+  return v;
+}
+
+template <class V, Activation kAct>
+void bias_activation_row_impl(const float* x, const float* bias, float* y, Index n) {
+  constexpr int W = V::kWidth;
+  Index j = 0;
+  for (; j + W <= n; j += W) {
+    auto v = V::loadu(x + j);
+    if (bias) v = V::add(v, V::loadu(bias + j));
+    V::storeu(y + j, apply_activation<V>(v, kAct));
+  }
+  if (j < n) {
+    const int rest = static_cast<int>(n - j);
+    auto v = V::load_tail(x + j, rest, 0.0f);
+    if (bias) v = V::add(v, V::load_tail(bias + j, rest, 0.0f));
+    V::store_tail(y + j, apply_activation<V>(v, kAct), rest);
+  }
+}
+
+template <class V>
+void bias_activation_row(const float* x, const float* bias, Activation act, float* y, Index n) {
+  switch (act) {
+    case Activation::kNone: return bias_activation_row_impl<V, Activation::kNone>(x, bias, y, n);
+    case Activation::kRelu: return bias_activation_row_impl<V, Activation::kRelu>(x, bias, y, n);
+    case Activation::kGeluErf: return bias_activation_row_impl<V, Activation::kGeluErf>(x, bias, y, n);
+    case Activation::kGeluTanh: return bias_activation_row_impl<V, Activation::kGeluTanh>(x, bias, y, n);
+    case Activation::kSilu: return bias_activation_row_impl<V, Activation::kSilu>(x, bias, y, n);
+  }
+}
+
+}  // namespace cpuformer::impl

@@ -1,0 +1,63 @@
+// The contract between the ISA-specific kernel units and everything above them: one constant table of
+// function pointers per ISA, holding the GEMM micro-kernels together with their tile and block sizes and
+// the row-wise kernels. Kernels see raw pointers and sizes only, never tensors, and never allocate.
+//
+// GEMM micro-kernel contract (C[m × n] (+)= A[m × k] · B[k × n], row-major C with leading dimension ldc):
+//   * m in [1, mr] selects the entry (gemm_packed_a[m - 1] / gemm_rowmajor_a[m - 1]); n in [1, nr].
+//   * A packed: k-major panels, element (i, p) at a[p * mr + i] (see pack_a); A row-major: a[i * lda + p].
+//   * B: row p of the tile at b + p * ldb, nr consecutive floats (a packed panel has ldb == nr and is
+//     zero-padded past n; a raw row-major B has ldb == N and is read with masked loads when n < nr).
+//   * accumulate == false: C = A·B; true: C = C + A·B. Every element is one FMA chain over p in
+//     ascending order, so the result of an element does not depend on m, n, the tile it falls in, the
+//     blocking, or the thread count: the basis of batch- and thread-invariant results.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dims.h"
+#include "cpu/isa.h"
+
+namespace cpuformer {
+
+enum class Activation : int { kNone = 0, kRelu = 1, kGeluErf = 2, kGeluTanh = 3, kSilu = 4 };
+
+constexpr int kMaxTileRows = 16;
+
+using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
+                                 Index ldc, int n, bool accumulate);
+
+struct GemmBlocking {
+  int mr;  // rows of the register tile
+  int nr;  // columns of the register tile (a multiple of the vector width)
+  int kc;  // depth of a packed block (B micro-panel kc × nr stays in L1)
+  int mc;  // rows of packed A per block (mc × kc stays in L2)
+};
+
+struct KernelTable {
+  Isa isa;
+  const char* name;
+  int vector_width;  // floats per register
+  GemmBlocking gemm;
+  GemmMicroKernel gemm_packed_a[kMaxTileRows];
+  GemmMicroKernel gemm_rowmajor_a[kMaxTileRows];
+
+  // Packs rows [0, m) × columns [0, k) of row-major A (leading dimension lda) into ceil(m / mr) panels of
+  // mr × k, k-major (element (i, p) of panel q at dst[q * mr * k + p * mr + i]); rows past m are zero.
+  void (*pack_a)(const float* a, Index lda, Index m, Index k, float* dst);
+
+  // Row-wise kernels over n contiguous floats; y may alias x.
+  // softmax: y = exp(x − max) / Σ; a row whose max is −inf gives all zeros.
+  void (*softmax_row)(const float* x, float* y, Index n);
+  // layer_norm: h = x (+ residual); y = (h − mean) / sqrt(var + eps) · gamma + beta (two passes over h).
+  void (*layer_norm_row)(const float* x, const float* residual, const float* gamma, const float* beta,
+                         float eps, float* y, Index n);
+  // y = act(x + bias); bias may be null.
+  void (*bias_activation_row)(const float* x, const float* bias, Activation act, float* y, Index n);
+};
+
+// Each ISA unit defines exactly one of these (only when compiled in).
+namespace scalar { extern const KernelTable kKernelTable; }
+namespace avx2 { extern const KernelTable kKernelTable; }
+namespace avx512 { extern const KernelTable kKernelTable; }
+
+}  // namespace cpuformer

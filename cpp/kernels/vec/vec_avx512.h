@@ -1,0 +1,70 @@
+// 16 floats in a zmm register (AVX-512 F/DQ/BW/VL). Included only by translation units compiled with
+// the AVX-512 flags. Masked loads and stores make edge tiles as cheap as full ones.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace cpuformer::avx512 {
+namespace {  // internal linkage: every kernel instantiated on Vec stays private to its ISA unit
+
+struct Vec {
+  using Reg = __m512;
+  using TailMask = __mmask16;
+  using CmpMask = __mmask16;
+  static constexpr int kWidth = 16;
+
+  static Reg zero() { return _mm512_setzero_ps(); }
+  static Reg set1(float x) { return _mm512_set1_ps(x); }
+  static Reg loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, Reg v) { _mm512_storeu_ps(p, v); }
+  static TailMask tail_mask(int n) {
+    return n >= 16 ? static_cast<__mmask16>(0xffff) : n <= 0 ? static_cast<__mmask16>(0)
+                                                             : static_cast<__mmask16>((1u << n) - 1u);
+  }
+  static Reg load_mask(const float* p, TailMask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store_mask(float* p, Reg v, TailMask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static Reg load_tail(const float* p, int n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p);
+  }
+  static void store_tail(float* p, Reg v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+
+  // Lanes [0, n) of v, zeros elsewhere.
+  static Reg keep_head(Reg v, int n) { return _mm512_maskz_mov_ps(tail_mask(n), v); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+  static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
+  static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+  static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
+  static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg fnmadd(Reg a, Reg b, Reg c) { return _mm512_fnmadd_ps(a, b, c); }
+  static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
+  static Reg min(Reg a, Reg b) { return _mm512_min_ps(a, b); }
+  static Reg abs(Reg a) { return _mm512_abs_ps(a); }
+  static Reg round(Reg a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static Reg pow2i(Reg n) {
+    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_castsi512_ps(bits);
+  }
+  static CmpMask lt(Reg a, Reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static CmpMask gt(Reg a, Reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static Reg select(CmpMask m, Reg if_true, Reg if_false) { return _mm512_mask_blend_ps(m, if_false, if_true); }
+  static float hsum(Reg a) {
+    // Fixed pairwise order (not _mm512_reduce_add_ps, whose order is the compiler's choice).
+    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float hmax(Reg a) {
+    __m256 s8 = _mm256_max_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+}  // namespace
+}  // namespace cpuformer::avx512

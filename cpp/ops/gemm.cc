@@ -1,0 +1,142 @@
+#include "ops/gemm.h"
+
+#include <algorithm>
+
+#include "core/aligned_buffer.h"
+#include "core/check.h"
+#include "core/parallel.h"
+
+namespace cpuformer {
+namespace {
+
+// Up to this many rows, A is read in place (row-major micro-kernels) instead of being packed: its
+// rows stay in L1/L2 across the N panels and packing would cost as much as it saves.
+constexpr Index kSmallM = 64;
+
+// Where one panel of B comes from: a PackedWeight or a raw row-major [K, N] matrix.
+struct BSource {
+  const PackedWeight* packed = nullptr;
+  const float* raw = nullptr;
+  Index ldb = 0;
+  const float* panel(Index k0, Index j, int nr) const {
+    return packed ? packed->panel(k0, j) : raw + k0 * ldb + j * nr;
+  }
+  Index stride(int nr) const { return packed ? nr : ldb; }
+};
+
+struct Problem {
+  const KernelTable* kernels;
+  const float* a;
+  Index lda, m, n, k;
+  BSource b;
+  GemmOutput out;
+};
+
+void epilogue(const Problem& pb, Index row0, Index rows, Index col0, Index cols) {
+  if (pb.out.bias == nullptr && pb.out.activation == Activation::kNone) return;
+  const float* bias = pb.out.bias ? pb.out.bias + col0 : nullptr;
+  for (Index i = 0; i < rows; ++i) {
+    float* c = pb.out.c + (row0 + i) * pb.out.ldc + col0;
+    pb.kernels->bias_activation_row(c, bias, pb.out.activation, c, cols);
+  }
+}
+
+// Rows [row0, row0 + rows) × panels [j0, j1), A read in place. Loop order: K blocks, panels, row tiles.
+void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
+  const GemmBlocking& g = pb.kernels->gemm;
+  for (Index k0 = 0; k0 < pb.k; k0 += g.kc) {
+    const Index kc_b = std::min<Index>(g.kc, pb.k - k0);
+    const bool last = k0 + kc_b >= pb.k;
+    for (Index j = j0; j < j1; ++j) {
+      const Index col0 = j * g.nr;
+      const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
+      const float* bp = pb.b.panel(k0, j, g.nr);
+      for (Index i0 = 0; i0 < rows; i0 += g.mr) {
+        const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
+        float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
+        pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, pb.a + (row0 + i0) * pb.lda + k0, pb.lda, bp,
+                                                   pb.b.stride(g.nr), c, pb.out.ldc, cols, k0 > 0);
+        if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
+      }
+    }
+  }
+}
+
+// Rows [row0, row0 + rows) × panels [j0, j1), A packed per (mc × kc) block into this thread's scratch.
+void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
+  const GemmBlocking& g = pb.kernels->gemm;
+  thread_local AlignedBuffer scratch;
+  float* a_packed = scratch.reserve(static_cast<std::size_t>((g.mc + g.mr) * g.kc));
+  for (Index m0 = 0; m0 < rows; m0 += g.mc) {
+    const Index mc_b = std::min<Index>(g.mc, rows - m0);
+    for (Index k0 = 0; k0 < pb.k; k0 += g.kc) {
+      const Index kc_b = std::min<Index>(g.kc, pb.k - k0);
+      const bool last = k0 + kc_b >= pb.k;
+      pb.kernels->pack_a(pb.a + (row0 + m0) * pb.lda + k0, pb.lda, mc_b, kc_b, a_packed);
+      for (Index j = j0; j < j1; ++j) {
+        const Index col0 = j * g.nr;
+        const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
+        const float* bp = pb.b.panel(k0, j, g.nr);
+        for (Index i0 = 0; i0 < mc_b; i0 += g.mr) {
+          const int tile_rows = static_cast<int>(std::min<Index>(g.mr, mc_b - i0));
+          float* c = pb.out.c + (row0 + m0 + i0) * pb.out.ldc + col0;
+          pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), c,
+                                                   pb.out.ldc, cols, k0 > 0);
+          if (last) epilogue(pb, row0 + m0 + i0, tile_rows, col0, cols);
+        }
+      }
+    }
+  }
+}
+
+void zero_k(const Problem& pb) {
+  // K == 0: C = act(0 + bias).
+  for (Index i = 0; i < pb.m; ++i) {
+    float* c = pb.out.c + i * pb.out.ldc;
+    std::fill(c, c + pb.n, 0.0f);
+  }
+  epilogue(pb, 0, pb.m, 0, pb.n);
+}
+
+void run(const Problem& pb, int threads) {
+  if (pb.m == 0 || pb.n == 0) return;
+  if (pb.k == 0) return zero_k(pb);
+  if (threads <= 0) threads = get_num_threads();
+  const GemmBlocking& g = pb.kernels->gemm;
+  const Index m_tiles = (pb.m + g.mr - 1) / g.mr;
+  const Index n_panels = (pb.n + g.nr - 1) / g.nr;
+  const bool small_m = pb.m <= kSmallM;
+  auto body = small_m ? run_rowmajor_a : run_packed_a;
+  // Split M when there are enough row tiles for every thread; otherwise split N.
+  const Index flops = pb.m * pb.n * pb.k;
+  if (flops < 32 * 1024) threads = 1;  // not worth waking threads
+  if (!small_m && m_tiles >= 4 * threads) {
+    parallel_for(m_tiles, [&](Index t0, Index t1) {
+      const Index row0 = t0 * g.mr;
+      const Index rows = std::min<Index>(pb.m, t1 * g.mr) - row0;
+      body(pb, row0, rows, 0, n_panels);
+    }, threads);
+  } else {
+    parallel_for(n_panels, [&](Index j0, Index j1) { body(pb, 0, pb.m, j0, j1); }, threads);
+  }
+}
+
+}  // namespace
+
+void gemm(const float* a, Index lda, Index m, const PackedWeight& b, const GemmOutput& out, int threads) {
+  Problem pb{&b.kernels(), a, lda, m, b.n(), b.k(), BSource{&b, nullptr, 0}, out};
+  run(pb, threads);
+}
+
+void gemm(const KernelTable& kernels, const float* a, Index lda, Index m, Index k, const float* b, Index ldb,
+          Index n, bool trans_b, const GemmOutput& out, int threads) {
+  if (!trans_b && m <= kSmallM) {
+    Problem pb{&kernels, a, lda, m, n, k, BSource{nullptr, b, ldb}, out};
+    return run(pb, threads);
+  }
+  if (m == 0 || n == 0) return;
+  PackedWeight packed(kernels, b, ldb, k, n, trans_b);
+  gemm(a, lda, m, packed, out, threads);
+}
+
+}  // namespace cpuformer

@@ -1,0 +1,51 @@
+#include "ops/packed_weight.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+#include "core/parallel.h"
+
+namespace cpuformer {
+
+void pack_b(const float* w, Index ld, Index k, Index n, bool transposed, int kc, int nr, float* dst) {
+  const Index n_panels = (n + nr - 1) / nr;
+  const Index n_padded = n_panels * nr;
+  const Index k_blocks = (k + kc - 1) / kc;
+  // One task per (block, panel); each writes a disjoint kc_b × nr region.
+  parallel_for(k_blocks * n_panels, [&](Index begin, Index end) {
+    for (Index t = begin; t < end; ++t) {
+      const Index k0 = (t / n_panels) * kc;
+      const Index j = t % n_panels;
+      const Index kc_b = std::min<Index>(kc, k - k0);
+      const Index n0 = j * nr;
+      const Index cols = std::min<Index>(nr, n - n0);
+      float* out = dst + k0 * n_padded + j * kc_b * nr;
+      if (!transposed) {
+        for (Index p = 0; p < kc_b; ++p) {
+          const float* src = w + (k0 + p) * ld + n0;
+          float* row = out + p * nr;
+          for (Index c = 0; c < cols; ++c) row[c] = src[c];
+          for (Index c = cols; c < nr; ++c) row[c] = 0.0f;
+        }
+      } else {
+        for (Index c = 0; c < cols; ++c) {
+          const float* src = w + (n0 + c) * ld + k0;
+          for (Index p = 0; p < kc_b; ++p) out[p * nr + c] = src[p];
+        }
+        for (Index c = cols; c < nr; ++c)
+          for (Index p = 0; p < kc_b; ++p) out[p * nr + c] = 0.0f;
+      }
+    }
+  });
+}
+
+PackedWeight::PackedWeight(const KernelTable& kernels, const float* w, Index ld, Index k, Index n,
+                           bool transposed)
+    : kernels_(&kernels), k_(k), n_(n), kc_(kernels.gemm.kc), nr_(kernels.gemm.nr) {
+  CPUFORMER_CHECK(k >= 0 && n >= 0, "weight: dimensions must be non-negative, got [", k, ", ", n, "]");
+  n_padded_ = (n + nr_ - 1) / nr_ * nr_;
+  float* dst = data_.reserve(static_cast<std::size_t>(std::max<Index>(1, k_ * n_padded_)));
+  pack_b(w, ld, k, n, transposed, static_cast<int>(kc_), static_cast<int>(nr_), dst);
+}
+
+}  // namespace cpuformer

@@ -1,0 +1,47 @@
+#include "ops/rowwise.h"
+
+#include <algorithm>
+
+#include "core/parallel.h"
+#include "kernels/registry.h"
+
+namespace cpuformer {
+namespace {
+
+// Rows per task so that a task moves at least ~64 KiB (threads cost more than tiny rows).
+int threads_for(Index rows, Index n, int threads) {
+  const Index work = rows * std::max<Index>(n, 1);
+  if (work < 16 * 1024) return 1;
+  return threads;
+}
+
+}  // namespace
+
+void softmax_rows(const float* x, float* y, Index rows, Index n, int threads) {
+  if (rows == 0 || n == 0) return;
+  const KernelTable& kt = active_kernels();
+  parallel_for(rows, [&](Index r0, Index r1) {
+    for (Index r = r0; r < r1; ++r) kt.softmax_row(x + r * n, y + r * n, n);
+  }, threads_for(rows, n, threads));
+}
+
+void layer_norm_rows(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                     float* y, Index rows, Index n, int threads) {
+  if (rows == 0 || n == 0) return;
+  const KernelTable& kt = active_kernels();
+  parallel_for(rows, [&](Index r0, Index r1) {
+    for (Index r = r0; r < r1; ++r)
+      kt.layer_norm_row(x + r * n, residual ? residual + r * n : nullptr, gamma, beta, eps, y + r * n, n);
+  }, threads_for(rows, n, threads));
+}
+
+void bias_activation_rows(const float* x, const float* bias, Activation act, float* y, Index rows, Index n,
+                          int threads) {
+  if (rows == 0 || n == 0) return;
+  const KernelTable& kt = active_kernels();
+  parallel_for(rows, [&](Index r0, Index r1) {
+    for (Index r = r0; r < r1; ++r) kt.bias_activation_row(x + r * n, bias, act, y + r * n, n);
+  }, threads_for(rows, n, threads));
+}
+
+}  // namespace cpuformer

@@ -1,0 +1,20 @@
+// Row-wise ops over a [rows, n] row-major block: shape-level entry points that split rows across threads
+// and call the active ISA's row kernels. Output may alias input.
+#pragma once
+
+#include "core/dims.h"
+#include "kernels/kernel_table.h"
+
+namespace cpuformer {
+
+void softmax_rows(const float* x, float* y, Index rows, Index n, int threads = 0);
+
+// residual may be null; gamma/beta are [n].
+void layer_norm_rows(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                     float* y, Index rows, Index n, int threads = 0);
+
+// y = act(x + bias) with bias [n] or null.
+void bias_activation_rows(const float* x, const float* bias, Activation act, float* y, Index rows, Index n,
+                          int threads = 0);
+
+}  // namespace cpuformer

@@ -1,0 +1,18 @@
+"""cpuformer: the Transformer of "Attention Is All You Need" on CPUs, with NumPy in and NumPy out."""
+
+from . import ops
+from ._core import PackedWeight
+from .runtime import build_info, get_num_threads, isa, set_isa, set_num_threads, supported_isas
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PackedWeight",
+    "build_info",
+    "get_num_threads",
+    "isa",
+    "ops",
+    "set_isa",
+    "set_num_threads",
+    "supported_isas",
+]

@@ -1,0 +1,250 @@
+"""Kernels with NumPy in and NumPy out: matmul, softmax, layer_norm, activations.
+
+Inputs may be any real-valued array (bool, integer or floating); float32 C-contiguous arrays are used
+without a copy, others are converted once. Results are float32. Wrong shapes raise ValueError, complex,
+object or string dtypes raise TypeError; ``out`` must be a C-contiguous float32 array of the result's
+shape. NaN and Inf propagate as IEEE arithmetic says. The GIL is released while the kernels run.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import _core
+from ._core import PackedWeight
+
+__all__ = [
+    "PackedWeight",
+    "batched_matmul",
+    "gelu",
+    "layer_norm",
+    "matmul",
+    "pack_weight",
+    "relu",
+    "silu",
+    "softmax",
+]
+
+_ACTIVATIONS = {
+    None: _core.Activation.none,
+    "none": _core.Activation.none,
+    "relu": _core.Activation.relu,
+    "gelu": _core.Activation.gelu,
+    "gelu_tanh": _core.Activation.gelu_tanh,
+    "silu": _core.Activation.silu,
+}
+
+
+def as_float32(x, name: str) -> np.ndarray:
+    """A C-contiguous float32 view of ``x`` (no copy when it already is one)."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous:
+        return x
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real-valued array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_out(out, shape: tuple, inputs: tuple = ()) -> Optional[np.ndarray]:
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise TypeError(f"out: expected dtype float32, got {out.dtype}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out: expected shape {tuple(shape)}, got {tuple(out.shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out: expected a C-contiguous array")
+    if not out.flags.writeable:
+        raise ValueError("out: the array is read-only")
+    for arr in inputs:
+        if arr is not None and np.shares_memory(out, arr):
+            raise ValueError("out: must not overlap the inputs of this operation")
+    return out
+
+
+def _rows(x: np.ndarray, name: str) -> np.ndarray:
+    """[..., N] as a 2-D [rows, N] view (a view of a C-contiguous array costs nothing)."""
+    if x.ndim == 0:
+        raise ValueError(f"{name}: expected at least 1 dimension, got a scalar")
+    return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+
+
+def _activation(name) -> "_core.Activation":
+    try:
+        return _ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"activation: expected one of None, 'relu', 'gelu', 'gelu_tanh', 'silu', got {name!r}"
+        ) from None
+
+
+def pack_weight(weight, *, trans_b: bool = False) -> PackedWeight:
+    """Packs a weight once for repeated ``matmul(a, packed)`` calls, in the active ISA's layout.
+
+    ``weight`` is ``b`` as ``matmul`` takes it: ``[K, N]``, or ``[N, K]`` with ``trans_b=True`` (the layout
+    of ``torch.nn.Linear.weight``)."""
+    w = as_float32(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight: expected a 2-D array, got shape {w.shape}")
+    return PackedWeight(w, bool(trans_b))
+
+
+def matmul(a, b, *, bias=None, trans_b: bool = False, activation=None, out=None) -> np.ndarray:
+    """``activation(a @ b + bias)`` for ``a`` of shape ``[..., M, K]``.
+
+    ``b`` is ``[K, N]``, or ``[N, K]`` with ``trans_b=True``, or a :class:`PackedWeight` from
+    :func:`pack_weight`. ``bias`` is ``[N]``. ``activation`` is None, 'relu', 'gelu', 'gelu_tanh' or 'silu'
+    (applied in the GEMM's epilogue). Every output element is one FMA chain over K in order, so results
+    do not depend on the thread count or on the other rows of ``a``."""
+    act = _activation(activation)
+    a = as_float32(a, "a")
+    if a.ndim < 2:
+        raise ValueError(f"a: expected at least 2 dimensions [..., M, K], got shape {a.shape}")
+    bias_arr = None
+    if bias is not None:
+        bias_arr = as_float32(bias, "bias")
+    a2 = _rows(a, "a")
+    if isinstance(b, PackedWeight):
+        if a.shape[-1] != b.k:
+            raise ValueError(f"a: expected last dimension K = {b.k} (the packed weight's K), got shape {a.shape}")
+        shape = a.shape[:-1] + (b.n,)
+        out = _check_out(out, shape, (a, bias_arr))
+        out2 = None if out is None else out.reshape(-1, b.n)
+        res = _core.matmul_packed(a2, b, bias_arr, act, out2)
+    else:
+        b = as_float32(b, "b")
+        if b.ndim != 2:
+            raise ValueError(f"b: expected a 2-D array, got shape {b.shape}")
+        k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+        if a.shape[-1] != k_b:
+            layout = "[N, K]" if trans_b else "[K, N]"
+            raise ValueError(
+                f"b: expected {layout} with K = {a.shape[-1]} (the last dimension of a), got shape {b.shape}"
+            )
+        shape = a.shape[:-1] + (n,)
+        out = _check_out(out, shape, (a, b, bias_arr))
+        out2 = None if out is None else out.reshape(-1, n)
+        res = _core.matmul(a2, b, bool(trans_b), bias_arr, act, out2)
+    return out if out is not None else res.reshape(shape)
+
+
+def batched_matmul(a, b, *, trans_b: bool = False, out=None) -> np.ndarray:
+    """Many small products in one call: ``a [..., M, K] @ b [..., K, N]`` (or ``b [..., N, K]`` with
+    ``trans_b``), with identical leading dimensions. Threads split the batch."""
+    a = as_float32(a, "a")
+    b = as_float32(b, "b")
+    if a.ndim < 3 or b.ndim != a.ndim:
+        raise ValueError(
+            f"a, b: expected arrays [..., M, K] and [..., K, N] with the same leading dimensions, "
+            f"got shapes {a.shape} and {b.shape}"
+        )
+    if a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"b: expected leading dimensions {a.shape[:-2]} (those of a), got shape {b.shape}")
+    lead = a.shape[:-2]
+    m, k = a.shape[-2:]
+    n = b.shape[-2] if trans_b else b.shape[-1]
+    k_b = b.shape[-1] if trans_b else b.shape[-2]
+    if k_b != k:
+        layout = "[..., N, K]" if trans_b else "[..., K, N]"
+        raise ValueError(f"b: expected {layout} with K = {k}, got shape {b.shape}")
+    shape = lead + (m, n)
+    out = _check_out(out, shape, (a, b))
+    a3 = a.reshape(-1, m, k)
+    b3 = b.reshape((-1,) + b.shape[-2:])
+    out3 = None if out is None else out.reshape(-1, m, n)
+    res = _core.batched_matmul(a3, b3, bool(trans_b), out3)
+    return out if out is not None else res.reshape(shape)
+
+
+def _normalize_axis(axis, ndim: int) -> int:
+    try:
+        axis = int(axis)
+    except TypeError:
+        raise TypeError(f"axis: expected an integer, got {type(axis).__name__}") from None
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis: {axis} is out of bounds for an array of dimension {ndim}")
+    return axis % ndim
+
+
+def _rowwise(x, name: str):
+    x = as_float32(x, name)
+    if x.ndim == 0:
+        raise ValueError(f"{name}: expected at least 1 dimension, got a scalar")
+    return x
+
+
+def softmax(x, axis: int = -1, *, out=None) -> np.ndarray:
+    """Numerically stable softmax along ``axis``; a slice that is all ``-inf`` gives zeros, never NaN."""
+    x = _rowwise(x, "x")
+    axis = _normalize_axis(axis, x.ndim)
+    if axis != x.ndim - 1:
+        moved = np.ascontiguousarray(np.moveaxis(x, axis, -1))
+        res = np.moveaxis(_core.softmax(_rows(moved, "x"), None).reshape(moved.shape), -1, axis)
+        if out is not None:
+            _check_out(out, x.shape)
+            out[...] = res
+            return out
+        return np.ascontiguousarray(res)
+    out = _check_out(out, x.shape)
+    res = _core.softmax(_rows(x, "x"), None if out is None else _rows(out, "out"))
+    return out if out is not None else res.reshape(x.shape)
+
+
+def layer_norm(x, weight, bias, eps: float = 1e-5, residual=None, *, out=None) -> np.ndarray:
+    """LayerNorm over the last dimension: ``(h - mean) / sqrt(var + eps) * weight + bias`` with
+    ``h = x + residual`` when ``residual`` is given (the fused residual add of post-LN blocks).
+    Variance by two passes (exact on rows with a large offset)."""
+    x = _rowwise(x, "x")
+    n = x.shape[-1]
+    w = as_float32(weight, "weight")
+    b = as_float32(bias, "bias")
+    if w.shape != (n,):
+        raise ValueError(f"weight: expected shape ({n},), got {w.shape}")
+    if b.shape != (n,):
+        raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    r = None
+    if residual is not None:
+        r = as_float32(residual, "residual")
+        if r.shape != x.shape:
+            raise ValueError(f"residual: expected shape {x.shape} (that of x), got {r.shape}")
+    eps = float(eps)
+    if not eps >= 0.0:
+        raise ValueError(f"eps: expected a non-negative number, got {eps}")
+    out = _check_out(out, x.shape)
+    res = _core.layer_norm(
+        _rows(x, "x"), w, b, eps, None if r is None else _rows(r, "residual"), None if out is None else _rows(out, "out")
+    )
+    return out if out is not None else res.reshape(x.shape)
+
+
+def _activation_op(x, act, out):
+    x = _rowwise(x, "x")
+    out = _check_out(out, x.shape)
+    res = _core.bias_activation(_rows(x, "x"), None, act, None if out is None else _rows(out, "out"))
+    return out if out is not None else res.reshape(x.shape)
+
+
+def relu(x, *, out=None) -> np.ndarray:
+    """max(x, 0), elementwise (NaN stays NaN)."""
+    return _activation_op(x, _core.Activation.relu, out)
+
+
+def gelu(x, approximate: str = "none", *, out=None) -> np.ndarray:
+    """GELU as ``torch.nn.functional.gelu``: ``approximate='none'`` is the exact erf form
+    ``0.5 x (1 + erf(x / sqrt(2)))``; ``'tanh'`` is ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    if approximate == "none":
+        act = _core.Activation.gelu
+    elif approximate == "tanh":
+        act = _core.Activation.gelu_tanh
+    else:
+        raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+    return _activation_op(x, act, out)
+
+
+def silu(x, *, out=None) -> np.ndarray:
+    """x * sigmoid(x), elementwise (also called swish)."""
+    return _activation_op(x, _core.Activation.silu, out)
