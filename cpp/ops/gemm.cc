@@ -32,6 +32,14 @@ struct Problem {
   GemmOutput out;
 };
 
+// Asks for the next C tile while the current one is computed: its rows are ldc apart (a different page
+// each for wide C), too scattered for the hardware prefetcher, and the micro-kernel loads or stores them
+// all at once.
+inline void prefetch_tile(const float* c, Index rows, Index ldc, int cols) {
+  for (Index i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
+}
+
 void epilogue(const Problem& pb, Index row0, Index rows, Index col0, Index cols) {
   if (pb.out.bias == nullptr && pb.out.activation == Activation::kNone) return;
   const float* bias = pb.out.bias ? pb.out.bias + col0 : nullptr;
@@ -80,6 +88,7 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
         for (Index i0 = 0; i0 < mc_b; i0 += g.mr) {
           const int tile_rows = static_cast<int>(std::min<Index>(g.mr, mc_b - i0));
           float* c = pb.out.c + (row0 + m0 + i0) * pb.out.ldc + col0;
+          prefetch_tile(c + g.mr * pb.out.ldc, std::min<Index>(g.mr, mc_b - i0 - tile_rows), pb.out.ldc, cols);
           pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), c,
                                                    pb.out.ldc, cols, k0 > 0);
           if (last) epilogue(pb, row0 + m0 + i0, tile_rows, col0, cols);

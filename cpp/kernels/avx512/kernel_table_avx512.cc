@@ -6,6 +6,6 @@
 namespace cpuformer::avx512 {
 
 constexpr KernelTable kKernelTable =
-    impl::make_kernel_table<Vec, /*MR=*/14, /*NR=*/32, /*KC=*/256, /*MC=*/196>(Isa::kAvx512, "avx512");
+    impl::make_kernel_table<Vec, /*MR=*/14, /*NR=*/32, /*KC=*/256, /*MC=*/98>(Isa::kAvx512, "avx512");
 
 }  // namespace cpuformer::avx512
