@@ -44,4 +44,11 @@ void bias_activation_rows(const float* x, const float* bias, Activation act, flo
   }, threads_for(rows, n, threads));
 }
 
+void add_rows(const float* x, float* y, Index rows, Index n, int threads) {
+  if (rows == 0 || n == 0) return;
+  parallel_for(rows, [&](Index r0, Index r1) {
+    for (Index i = r0 * n; i < r1 * n; ++i) y[i] += x[i];
+  }, threads_for(rows, n, threads));
+}
+
 }  // namespace cpuformer

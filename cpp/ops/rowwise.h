@@ -17,4 +17,7 @@ void layer_norm_rows(const float* x, const float* residual, const float* gamma, 
 void bias_activation_rows(const float* x, const float* bias, Activation act, float* y, Index rows, Index n,
                           int threads = 0);
 
+// y += x over rows × n (the residual add of pre-LN blocks).
+void add_rows(const float* x, float* y, Index rows, Index n, int threads = 0);
+
 }  // namespace cpuformer

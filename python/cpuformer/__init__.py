@@ -2,12 +2,17 @@
 
 from . import ops
 from ._core import PackedWeight
+from .models import Transformer, TransformerConfig, TransformerDecoder, TransformerEncoder
 from .runtime import build_info, get_num_threads, isa, set_isa, set_num_threads, supported_isas
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PackedWeight",
+    "Transformer",
+    "TransformerConfig",
+    "TransformerDecoder",
+    "TransformerEncoder",
     "build_info",
     "get_num_threads",
     "isa",

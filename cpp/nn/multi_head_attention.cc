@@ -1,0 +1,97 @@
+#include "nn/multi_head_attention.h"
+
+#include <cmath>
+
+#include "core/check.h"
+#include "core/parallel.h"
+#include "ops/attention.h"
+
+namespace cpuformer {
+namespace {
+
+const float* offset_or_null(const float* p, Index offset) { return p ? p + offset : nullptr; }
+
+}  // namespace
+
+MultiHeadAttention::MultiHeadAttention(const float* in_proj_weight, const float* in_proj_bias,
+                                       const float* out_proj_weight, const float* out_proj_bias, Index d_model,
+                                       Index heads, bool self_attention)
+    : d_model_(d_model),
+      heads_(heads),
+      self_attention_(self_attention),
+      in_proj_(in_proj_weight, in_proj_bias, self_attention ? 3 * d_model : d_model, d_model),
+      kv_proj_(self_attention ? nullptr : in_proj_weight + d_model * d_model,
+               self_attention ? nullptr : offset_or_null(in_proj_bias, d_model), self_attention ? 0 : 2 * d_model,
+               self_attention ? 0 : d_model),
+      out_proj_(out_proj_weight, out_proj_bias, d_model, d_model) {
+  CPUFORMER_CHECK(heads > 0 && d_model % heads == 0, "nhead: must divide d_model = ", d_model, ", got ", heads);
+}
+
+void MultiHeadAttention::attend(const float* q, Index ldq, const SequenceBatch& q_seqs, const float* k,
+                                const float* v, Index ldkv, const SequenceBatch& kv_seqs, const AttentionMask& mask,
+                                float* out, int threads) const {
+  const Index dh = d_model_ / heads_;
+  const Index batch = q_seqs.batch();
+  if (threads <= 0) threads = get_num_threads();
+  // Many sequences: one per task, each single-threaded. Few: each sequence spreads over the threads.
+  const bool per_sequence = batch >= threads;
+  parallel_for(batch, [&](Index b0, Index b1) {
+    for (Index b = b0; b < b1; ++b) {
+      if (q_seqs.lengths[b] == 0) continue;
+      AttentionArgs a{};
+      a.batch = 1;
+      a.heads = heads_;
+      a.q_len = q_seqs.lengths[b];
+      a.k_len = kv_seqs.lengths[b];
+      a.head_dim = dh;
+      a.q = q + q_seqs.offsets[b] * ldq;
+      a.q_batch_stride = 0, a.q_head_stride = dh, a.q_row_stride = ldq;
+      a.k = k + kv_seqs.offsets[b] * ldkv;
+      a.k_batch_stride = 0, a.k_head_stride = dh, a.k_row_stride = ldkv;
+      a.v = v + kv_seqs.offsets[b] * ldkv;
+      a.v_batch_stride = 0, a.v_head_stride = dh, a.v_row_stride = ldkv;
+      a.out = out + q_seqs.offsets[b] * d_model_;
+      a.out_batch_stride = 0, a.out_head_stride = dh, a.out_row_stride = d_model_;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(dh));
+      a.causal = mask.causal;
+      if (mask.additive) {
+        a.mask = mask.additive + b * mask.batch_stride;
+        a.mask_head_stride = mask.head_stride;
+        a.mask_row_stride = mask.row_stride;
+      }
+      if (a.k_len == 0) {  // no keys at all: every row fully masked
+        for (Index i = 0; i < a.q_len; ++i)
+          for (Index c = 0; c < d_model_; ++c) a.out[i * d_model_ + c] = 0.0f;
+        continue;
+      }
+      attention(a, per_sequence ? 1 : threads);
+    }
+  }, per_sequence ? threads : 1);
+}
+
+void MultiHeadAttention::forward_self(const float* x, const SequenceBatch& seqs, const AttentionMask& mask, float* y,
+                                      Workspace& ws, int threads) const {
+  const Index rows = seqs.total, d = d_model_;
+  float* qkv = Workspace::get(ws.qkv, rows * 3 * d);
+  float* attn = Workspace::get(ws.attn, rows * d);
+  in_proj_.forward(x, d, rows, qkv, 3 * d, Activation::kNone, threads);
+  attend(qkv, 3 * d, seqs, qkv + d, qkv + 2 * d, 3 * d, seqs, mask, attn, threads);
+  out_proj_.forward(attn, d, rows, y, d, Activation::kNone, threads);
+}
+
+void MultiHeadAttention::project_memory(const float* memory, Index rows, float* kv, int threads) const {
+  kv_proj_.forward(memory, d_model_, rows, kv, 2 * d_model_, Activation::kNone, threads);
+}
+
+void MultiHeadAttention::forward_cross(const float* x, const SequenceBatch& q_seqs, const float* kv,
+                                       const SequenceBatch& kv_seqs, const AttentionMask& mask, float* y,
+                                       Workspace& ws, int threads) const {
+  const Index rows = q_seqs.total, d = d_model_;
+  float* q = Workspace::get(ws.qkv, rows * d);
+  float* attn = Workspace::get(ws.attn, rows * d);
+  in_proj_.forward(x, d, rows, q, d, Activation::kNone, threads);
+  attend(q, d, q_seqs, kv, kv + d, 2 * d, kv_seqs, mask, attn, threads);
+  out_proj_.forward(attn, d, rows, y, d, Activation::kNone, threads);
+}
+
+}  // namespace cpuformer

@@ -1,0 +1,46 @@
+// Multi-head attention as torch.nn.MultiheadAttention computes it (in_proj [3D, D] holding Wq, Wk, Wv one
+// above the other, out_proj [D, D]), on packed sequences (see sequence_batch.h).
+// Self-attention runs one fused Q/K/V projection; cross-attention projects the queries alone and the
+// memory's keys/values once per source (project_memory), reused by every decoding step.
+// Heads are read in place from the projection buffer by strides: no transposes, no copies.
+#pragma once
+
+#include "core/dims.h"
+#include "nn/linear.h"
+#include "nn/sequence_batch.h"
+#include "nn/workspace.h"
+
+namespace cpuformer {
+
+class MultiHeadAttention {
+ public:
+  MultiHeadAttention(const float* in_proj_weight, const float* in_proj_bias, const float* out_proj_weight,
+                     const float* out_proj_bias, Index d_model, Index heads, bool self_attention);
+
+  Index d_model() const { return d_model_; }
+  Index heads() const { return heads_; }
+
+  // y[rows, D] = MHA(x, x, x) for packed x [seqs.total, D].
+  void forward_self(const float* x, const SequenceBatch& seqs, const AttentionMask& mask, float* y, Workspace& ws,
+                    int threads) const;
+
+  // kv[rows, 2D] = memory · [Wk; Wv]ᵀ + [bk; bv] (cross-attention only).
+  void project_memory(const float* memory, Index rows, float* kv, int threads) const;
+
+  // y = MHA(x, memory, memory) with kv from project_memory over memory laid out as `kv_seqs`.
+  void forward_cross(const float* x, const SequenceBatch& q_seqs, const float* kv, const SequenceBatch& kv_seqs,
+                     const AttentionMask& mask, float* y, Workspace& ws, int threads) const;
+
+ private:
+  // out[rows, D] = attention of q (row stride ldq) over k, v (row stride ldkv), sequence by sequence.
+  void attend(const float* q, Index ldq, const SequenceBatch& q_seqs, const float* k, const float* v, Index ldkv,
+              const SequenceBatch& kv_seqs, const AttentionMask& mask, float* out, int threads) const;
+
+  Index d_model_, heads_;
+  bool self_attention_;
+  Linear in_proj_;   // self: [3D ← D] (Q, K, V); cross: [D ← D] (Q only)
+  Linear kv_proj_;   // cross only: [2D ← D] (K, V); unused (0 × 0) for self-attention
+  Linear out_proj_;  // [D ← D]
+};
+
+}  // namespace cpuformer
