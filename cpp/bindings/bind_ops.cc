@@ -8,6 +8,7 @@
 #include "ops/batched_gemm.h"
 #include "ops/gemm.h"
 #include "ops/packed_weight.h"
+#include "ops/positional_encoding.h"
 #include "ops/rowwise.h"
 
 namespace cpuformer::bindings {
@@ -103,6 +104,15 @@ FloatArray bias_activation(const FloatArray& x, const std::optional<FloatArray>&
   return y;
 }
 
+FloatArray positional_encoding_array(Index length, Index d_model) {
+  CPUFORMER_CHECK(length >= 0, "length: expected a non-negative integer, got ", length);
+  CPUFORMER_CHECK(d_model > 0, "d_model: expected a positive integer, got ", d_model);
+  FloatArray out({length, d_model});
+  py::gil_scoped_release release;
+  positional_encoding(length, d_model, out.mutable_data());
+  return out;
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
@@ -133,6 +143,7 @@ void bind_ops(py::module_& m) {
         py::arg("activation"), py::arg("out"));
   m.def("batched_matmul", &batched_matmul, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("trans_b"),
         py::arg("out"));
+  m.def("positional_encoding", &positional_encoding_array, py::arg("length"), py::arg("d_model"));
   m.def("softmax", &softmax, py::arg("x").noconvert(), py::arg("out"));
   m.def("layer_norm", &layer_norm, py::arg("x").noconvert(), py::arg("weight").noconvert(),
         py::arg("bias").noconvert(), py::arg("eps"), py::arg("residual").noconvert(), py::arg("out"));
