@@ -49,22 +49,40 @@ void epilogue(const Problem& pb, Index row0, Index rows, Index col0, Index cols)
   }
 }
 
+// Panels of a raw B packed together per call (kc × kPanelChunk · nr floats of thread scratch, in L2):
+// B's rows are then read 2 KiB at a time, which the hardware prefetcher follows, instead of one
+// nr-wide strip per row (a new page every row for wide B).
+constexpr Index kPanelChunk = 16;
+// Below this many rows, a raw B is read in place: packing would cost as much as the product.
+constexpr Index kPackRawBMinRows = 4;
+
 // Rows [row0, row0 + rows) × panels [j0, j1), A read in place. Loop order: K blocks, panels, row tiles.
 void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
   const GemmBlocking& g = pb.kernels->gemm;
+  const bool pack_b_here = pb.b.packed == nullptr && rows >= kPackRawBMinRows;
+  thread_local AlignedBuffer b_scratch;
+  float* b_chunk = pack_b_here ? b_scratch.reserve(static_cast<std::size_t>(g.kc * g.nr * kPanelChunk)) : nullptr;
   for (Index k0 = 0; k0 < pb.k; k0 += g.kc) {
     const Index kc_b = std::min<Index>(g.kc, pb.k - k0);
     const bool last = k0 + kc_b >= pb.k;
-    for (Index j = j0; j < j1; ++j) {
-      const Index col0 = j * g.nr;
-      const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
-      const float* bp = pb.b.panel(k0, j, g.nr);
-      for (Index i0 = 0; i0 < rows; i0 += g.mr) {
-        const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
-        float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
-        pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, pb.a + (row0 + i0) * pb.lda + k0, pb.lda, bp,
-                                                   pb.b.stride(g.nr), c, pb.out.ldc, cols, k0 > 0);
-        if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
+    for (Index jc = j0; jc < j1; jc += kPanelChunk) {
+      const Index jc_end = std::min<Index>(j1, jc + kPanelChunk);
+      if (pack_b_here) {
+        const Index cols = std::min<Index>(pb.n, jc_end * g.nr) - jc * g.nr;
+        pack_b(pb.b.raw + k0 * pb.b.ldb + jc * g.nr, pb.b.ldb, kc_b, cols, false, g.kc, g.nr, b_chunk);
+      }
+      for (Index j = jc; j < jc_end; ++j) {
+        const Index col0 = j * g.nr;
+        const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
+        const float* bp = pack_b_here ? b_chunk + (j - jc) * kc_b * g.nr : pb.b.panel(k0, j, g.nr);
+        const Index ldb = pack_b_here ? g.nr : pb.b.stride(g.nr);
+        for (Index i0 = 0; i0 < rows; i0 += g.mr) {
+          const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
+          float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
+          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, pb.a + (row0 + i0) * pb.lda + k0, pb.lda, bp, ldb, c,
+                                                     pb.out.ldc, cols, k0 > 0);
+          if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
+        }
       }
     }
   }
