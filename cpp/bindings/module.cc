@@ -9,6 +9,7 @@ namespace py = pybind11;
 namespace cpuformer::bindings {
 void bind_runtime(py::module_& m);
 void bind_ops(py::module_& m);
+void bind_attention(py::module_& m);
 }  // namespace cpuformer::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -16,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
   cpuformer::active_kernels();
   cpuformer::bindings::bind_runtime(m);
   cpuformer::bindings::bind_ops(m);
+  cpuformer::bindings::bind_attention(m);
 }

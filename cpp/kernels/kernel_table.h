@@ -53,6 +53,18 @@ struct KernelTable {
                          float eps, float* y, Index n);
   // y = act(x + bias); bias may be null.
   void (*bias_activation_row)(const float* x, const float* bias, Activation act, float* y, Index n);
+
+  // Fused attention's online softmax (impl/attention_rows.h; used by ops/attention.cc). One step for one
+  // query row over one key tile of n raw scores s (q·k): keys [0, n_valid) take part with
+  // x = scale · s + mask (mask: n floats or null), keys past n_valid are masked. Raises *running_max to
+  // the max over the valid x, overwrites s with P = exp(x − running_max) (0 for masked keys),
+  // sets *running_sum = *running_sum · alpha + Σ P and returns alpha = exp(old max − new max), the factor
+  // by which the caller rescales its output accumulator (exactly 1 when the max did not change). Start a
+  // row with running_max = −inf and running_sum = 0; while no key has been valid, P = 0 and alpha = 1.
+  float (*attention_softmax_tile)(float* s, Index n, Index n_valid, float scale, const float* mask,
+                                  float* running_max, float* running_sum);
+  // y = x · factor over n floats; y may alias x.
+  void (*scale_row)(const float* x, float factor, float* y, Index n);
 };
 
 // Each ISA unit defines exactly one of these (only when compiled in).

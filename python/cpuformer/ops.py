@@ -1,4 +1,4 @@
-"""Kernels with NumPy in and NumPy out: matmul, softmax, layer_norm, activations.
+"""Kernels with NumPy in and NumPy out: matmul, softmax, layer_norm, activations, attention.
 
 Inputs may be any real-valued array (bool, integer or floating); float32 C-contiguous arrays are used
 without a copy, others are converted once. Results are float32. Wrong shapes raise ValueError, complex,
@@ -23,6 +23,7 @@ __all__ = [
     "matmul",
     "pack_weight",
     "relu",
+    "scaled_dot_product_attention",
     "silu",
     "softmax",
 ]
@@ -248,3 +249,85 @@ def gelu(x, approximate: str = "none", *, out=None) -> np.ndarray:
 def silu(x, *, out=None) -> np.ndarray:
     """x * sigmoid(x), elementwise (also called swish)."""
     return _activation_op(x, _core.Activation.silu, out)
+
+
+def scaled_dot_product_attention(q, k, v, *, attn_mask=None, is_causal: bool = False, scale=None, out=None):
+    """Attention as ``torch.nn.functional.scaled_dot_product_attention`` (without dropout):
+    ``softmax(q @ k^T * scale + mask) @ v`` for ``q [..., L, E]``, ``k [..., S, E]``, ``v [..., S, Ev]``
+    with identical leading dimensions; returns ``[..., L, Ev]``.
+
+    ``attn_mask`` broadcasts to ``[..., L, S]``: bool (True = the key takes part, as in torch) or float
+    (added to the scores; ``-inf`` masks). ``is_causal`` masks key j for query i when j > i (top-left
+    aligned, as torch); it cannot be combined with ``attn_mask`` (torch's documented contract).
+    ``scale`` defaults to ``1 / sqrt(E)``. A query row whose keys are all masked gives zeros, never NaN
+    (recent PyTorch versions also give zeros; older ones gave NaN).
+
+    Runs fused, in one pass over the keys with an online softmax (the ``[L, S]`` score matrix is never
+    stored). Results do not depend on the thread count or on the other rows and batch entries."""
+    q = as_float32(q, "q")
+    k = as_float32(k, "k")
+    v = as_float32(v, "v")
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.ndim < 2:
+            raise ValueError(f"{name}: expected at least 2 dimensions [..., length, features], got shape {x.shape}")
+    lead = q.shape[:-2]
+    L, E = q.shape[-2:]
+    if k.shape[:-2] != lead or v.shape[:-2] != lead:
+        raise ValueError(
+            f"k, v: expected leading dimensions {lead} (those of q), got shapes {k.shape} and {v.shape}"
+        )
+    S = k.shape[-2]
+    if k.shape[-1] != E:
+        raise ValueError(f"k: expected last dimension E = {E} (that of q), got shape {k.shape}")
+    if v.shape[-2] != S:
+        raise ValueError(f"v: expected {S} rows (the length of k), got shape {v.shape}")
+    Ev = v.shape[-1]
+    if scale is None:
+        if E == 0:
+            raise ValueError("q: the feature dimension E is 0, so the default scale 1/sqrt(E) is undefined")
+        scale = 1.0 / float(np.sqrt(E))
+    else:
+        try:
+            scale = float(scale)
+        except (TypeError, ValueError):
+            raise TypeError(f"scale: expected a number or None, got {type(scale).__name__}") from None
+        if not np.isfinite(scale):
+            raise ValueError(f"scale: expected a finite number, got {scale}")
+    is_causal = bool(is_causal)
+    full = lead + (L, S)
+    mask = None
+    if attn_mask is not None:
+        if is_causal:
+            raise ValueError("attn_mask: must be None when is_causal=True (fold the causal mask into attn_mask)")
+        m = np.asarray(attn_mask)
+        if m.dtype == np.bool_:
+            m = np.where(m, np.float32(0.0), np.float32(-np.inf))
+        elif m.dtype.kind == "f":
+            m = as_float32(m, "attn_mask")
+        else:
+            raise TypeError(f"attn_mask: expected a bool or floating-point array, got dtype {m.dtype}")
+        try:
+            if np.broadcast_shapes(m.shape, full) != full:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"attn_mask: expected a shape that broadcasts to {full} ([..., L, S]), got {m.shape}"
+            ) from None
+        mask = m
+    shape = lead + (L, Ev)
+    out = _check_out(out, shape, (q, k, v, mask))
+    # [..., L, E] as [B, H, L, E] views: B = all leading dimensions but the last, H = the last.
+    B = int(np.prod(lead[:-1], dtype=np.int64)) if len(lead) > 1 else 1
+    H = lead[-1] if lead else 1
+    q4, k4, v4 = (x.reshape(B, H, *x.shape[-2:]) for x in (q, k, v))
+    mask4 = None
+    if mask is not None:
+        m = mask.reshape((1,) * (len(full) - mask.ndim) + mask.shape)
+        if m.shape[-1] != S:  # the kernel reads mask rows as contiguous runs of S floats
+            m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:-1] + (S,)))
+        # A broadcast view (zero strides) is read in place; reshape copies only if the leading dimensions
+        # cannot be merged into one batch stride.
+        mask4 = np.broadcast_to(m, full).reshape(B, H, L, S)
+    out4 = None if out is None else out.reshape(B, H, L, Ev)
+    res = _core.attention(q4, k4, v4, scale, is_causal, 0, None, mask4, out4)
+    return out if out is not None else res.reshape(shape)

@@ -7,6 +7,7 @@
 
 #include <utility>
 
+#include "kernels/impl/attention_rows.h"
 #include "kernels/impl/gemm_microkernel.h"
 #include "kernels/impl/rowwise.h"
 #include "kernels/kernel_table.h"
@@ -31,6 +32,8 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name) {
   t.softmax_row = &softmax_row<V>;
   t.layer_norm_row = &layer_norm_row<V>;
   t.bias_activation_row = &bias_activation_row<V>;
+  t.attention_softmax_tile = &attention_softmax_tile<V>;
+  t.scale_row = &scale_row<V>;
   return t;
 }
 

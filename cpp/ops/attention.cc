@@ -1,0 +1,202 @@
+#include "ops/attention.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/aligned_buffer.h"
+#include "core/check.h"
+#include "core/parallel.h"
+#include "kernels/kernel_table.h"
+#include "kernels/registry.h"
+
+namespace cpuformer {
+namespace {
+
+constexpr Index kTile = kAttentionKeyTile;
+// Query rows per task, at most (rounded up to a multiple of the micro-kernel's mr): the block's scores
+// (rows × kTile), output accumulator (rows × Dv) and Q rows stay in L1/L2 while the keys stream through.
+// q_len is split into equal blocks and a block into equal row tiles (heights differ by at most one), so
+// no block ends in a sliver of a tile that would keep few accumulators busy. Neither split changes a
+// row's arithmetic (each element is one FMA chain in the micro-kernel, whatever its tile height).
+constexpr Index kQueryBlock = 64;
+
+Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
+
+// Calls f(first_row, tile_rows) for ceil(rows / mr) tiles of near-equal height covering [0, rows).
+template <class F>
+void for_row_tiles(Index rows, int mr, F&& f) {
+  const Index tiles = (rows + mr - 1) / mr;
+  for (Index t = 0; t < tiles; ++t) {
+    const Index r0 = rows * t / tiles, r1 = rows * (t + 1) / tiles;
+    f(r0, static_cast<int>(r1 - r0));
+  }
+}
+
+// Packs keys [0, n) (rows of k, row stride ks, dh floats each) as Kᵀ in nr-column panels, the packed-B
+// layout of the micro-kernels: element (p, c) of panel q at dst[q · nr · dh + p · nr + c] is
+// k[(q · nr + c) · ks + p]; columns past n are zero.
+void pack_keys(const float* k, Index ks, Index n, Index dh, int nr, float* dst) {
+  for (Index q0 = 0; q0 < n; q0 += nr) {
+    const Index cols = std::min<Index>(nr, n - q0);
+    float* panel = dst + q0 * dh;
+    Index c = 0;
+    for (; c + 4 <= cols; c += 4) {  // four keys at a time: 16-byte runs of the panel, four read streams
+      const float* s0 = k + (q0 + c) * ks;
+      const float* s1 = s0 + ks;
+      const float* s2 = s1 + ks;
+      const float* s3 = s2 + ks;
+      for (Index p = 0; p < dh; ++p) {
+        float* d = panel + p * nr + c;
+        d[0] = s0[p];
+        d[1] = s1[p];
+        d[2] = s2[p];
+        d[3] = s3[p];
+      }
+    }
+    for (; c < cols; ++c) {
+      const float* src = k + (q0 + c) * ks;
+      for (Index p = 0; p < dh; ++p) panel[p * nr + c] = src[p];
+    }
+    for (; c < nr; ++c)
+      for (Index p = 0; p < dh; ++p) panel[p * nr + c] = 0.0f;
+  }
+}
+
+struct Plan {
+  const AttentionArgs* a;
+  const KernelTable* kt;
+  Index dv;      // value / output head dim
+  Index qb;      // query rows per task, at most
+  Index blocks;  // query blocks per (batch, head): block i is rows [q_len · i / blocks, q_len · (i + 1) / blocks)
+};
+
+// Scratch of one thread, carved from one buffer: packed keys of the current head, the block's scores /
+// probabilities (qb × kTile), its output accumulator (qb × dv), and running max / sum / rescale per row.
+struct Scratch {
+  float* keys;
+  float* s;
+  float* o;
+  float* m;
+  float* l;
+};
+
+Scratch carve(const Plan& pl, AlignedBuffer& buffer) {
+  const AttentionArgs& a = *pl.a;
+  const Index nr = pl.kt->gemm.nr;
+  const Index keys = round_up(a.k_len, nr) * a.head_dim;
+  const Index sizes[5] = {keys, pl.qb * kTile, pl.qb * pl.dv, pl.qb, pl.qb};
+  Index total = 0;
+  for (Index sz : sizes) total += round_up(sz, 16);
+  float* p = buffer.reserve(static_cast<std::size_t>(std::max<Index>(total, 16)));
+  float* parts[5];
+  for (int i = 0; i < 5; ++i) {
+    parts[i] = p;
+    p += round_up(sizes[i], 16);
+  }
+  return Scratch{parts[0], parts[1], parts[2], parts[3], parts[4]};
+}
+
+// Keys a query row may attend to: [0, valid_keys) (before the additive mask).
+Index valid_keys(const AttentionArgs& a, Index klen, Index row) {
+  return a.causal ? std::max<Index>(0, std::min<Index>(klen, row + a.causal_offset + 1)) : klen;
+}
+
+// Tasks [t_begin, t_end) of one thread; a task is (batch, head, query block), blocks fastest, so
+// consecutive tasks of a head reuse its packed keys.
+void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
+  const AttentionArgs& a = *pl.a;
+  const KernelTable& kt = *pl.kt;
+  const int mr = kt.gemm.mr, nr = kt.gemm.nr;
+  const Index dh = a.head_dim, dv = pl.dv;
+  thread_local AlignedBuffer buffer;
+  const Scratch w = carve(pl, buffer);
+  Index cached_head = -1, packed = 0;  // keys [0, packed) of cached_head are in w.keys
+  for (Index t = t_begin; t < t_end; ++t) {
+    const Index bh = t / pl.blocks, b = bh / a.heads, h = bh % a.heads;
+    const Index blk = t % pl.blocks;
+    const Index i0 = a.q_len * blk / pl.blocks;
+    const Index rows = a.q_len * (blk + 1) / pl.blocks - i0;
+    if (bh != cached_head) {
+      cached_head = bh;
+      packed = 0;
+    }
+    const Index klen = a.key_lengths ? a.key_lengths[b] : a.k_len;
+    const Index limit = valid_keys(a, klen, i0 + rows - 1);  // keys any row of the block may see
+    const float* q = a.q + b * a.q_batch_stride + h * a.q_head_stride + i0 * a.q_row_stride;
+    const float* k = a.k + b * a.k_batch_stride + h * a.k_head_stride;
+    const float* v = a.v + b * a.v_batch_stride + h * a.v_head_stride;
+    const float* mask = a.mask ? a.mask + b * a.mask_batch_stride + h * a.mask_head_stride + i0 * a.mask_row_stride
+                               : nullptr;
+    std::fill(w.m, w.m + rows, -std::numeric_limits<float>::infinity());
+    std::fill(w.l, w.l + rows, 0.0f);
+    for (Index t0 = 0; t0 < limit; t0 += kTile) {
+      const Index n = std::min<Index>(kTile, limit - t0);
+      if (packed < t0 + n) {  // repack from the last (zero-padded) panel boundary
+        const Index from = packed / nr * nr;
+        pack_keys(k + from * a.k_row_stride, a.k_row_stride, t0 + n - from, dh, nr, w.keys + from * dh);
+        packed = t0 + n;
+      }
+      // S = Q_blk · K_tileᵀ, Q read in place.
+      for (Index c0 = 0; c0 < n; c0 += nr) {
+        const int cols = static_cast<int>(std::min<Index>(nr, n - c0));
+        const float* panel = w.keys + (t0 + c0) * dh;
+        for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
+          kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr,
+                                            w.s + i * kTile + c0, kTile, cols, false);
+        });
+      }
+      // Online softmax: S → P, running max / sum, rescale of the rows already accumulated.
+      for (Index i = 0; i < rows; ++i) {
+        const Index n_valid = valid_keys(a, klen, i0 + i) - t0;
+        const float* mask_row = mask ? mask + i * a.mask_row_stride + t0 : nullptr;
+        const float alpha =
+            kt.attention_softmax_tile(w.s + i * kTile, n, n_valid, a.scale, mask_row, w.m + i, w.l + i);
+        if (t0 > 0 && alpha != 1.0f) kt.scale_row(w.o + i * dv, alpha, w.o + i * dv, dv);
+      }
+      // O (+)= P · V_tile, V read in place; the first tile initialises O.
+      const float* v_tile = v + t0 * a.v_row_stride;
+      for (Index c0 = 0; c0 < dv; c0 += nr) {
+        const int cols = static_cast<int>(std::min<Index>(nr, dv - c0));
+        for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
+          kt.gemm_rowmajor_a[tile_rows - 1](n, w.s + i * kTile, kTile, v_tile + c0, a.v_row_stride,
+                                            w.o + i * dv + c0, dv, cols, t0 > 0);
+        });
+      }
+    }
+    for (Index i = 0; i < rows; ++i) {
+      float* out = a.out + b * a.out_batch_stride + h * a.out_head_stride + (i0 + i) * a.out_row_stride;
+      if (limit > 0 && w.l[i] != 0.0f)
+        kt.scale_row(w.o + i * dv, 1.0f / w.l[i], out, dv);
+      else  // every key masked: zeros, not 0/0
+        std::fill(out, out + dv, 0.0f);
+    }
+  }
+}
+
+}  // namespace
+
+void attention(const AttentionArgs& a, int threads) {
+  CPUFORMER_CHECK(a.batch >= 0 && a.heads >= 0 && a.q_len >= 0 && a.k_len >= 0 && a.head_dim >= 0 &&
+                      a.v_head_dim >= 0,
+                  "attention: sizes must be non-negative, got batch ", a.batch, ", heads ", a.heads, ", q_len ",
+                  a.q_len, ", k_len ", a.k_len, ", head_dim ", a.head_dim, ", v_head_dim ", a.v_head_dim);
+  const Index dv = a.v_head_dim > 0 ? a.v_head_dim : a.head_dim;
+  if (a.batch == 0 || a.heads == 0 || a.q_len == 0 || dv == 0) return;
+  CPUFORMER_CHECK(a.q && a.out && (a.k_len == 0 || (a.k && a.v)), "attention: null q, k, v or out");
+  if (a.key_lengths) {
+    for (Index b = 0; b < a.batch; ++b)
+      CPUFORMER_CHECK(a.key_lengths[b] >= 0 && a.key_lengths[b] <= a.k_len, "key_lengths: expected values in [0, ",
+                      a.k_len, "] (the number of keys), got ", a.key_lengths[b], " at index ", b);
+  }
+  const KernelTable& kt = active_kernels();
+  const Index block = round_up(kQueryBlock, kt.gemm.mr);
+  Plan pl{&a, &kt, dv, 0, (a.q_len + block - 1) / block};
+  pl.qb = (a.q_len + pl.blocks - 1) / pl.blocks;
+  const Index tasks = a.batch * a.heads * pl.blocks;
+  const Index flops = 2 * a.batch * a.heads * a.q_len * a.k_len * (a.head_dim + dv);
+  if (threads <= 0) threads = get_num_threads();
+  if (flops < 256 * 1024) threads = 1;  // not worth waking threads
+  parallel_for(tasks, [&](Index t0, Index t1) { run_tasks(pl, t0, t1); }, threads);
+}
+
+}  // namespace cpuformer
