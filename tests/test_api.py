@@ -61,29 +61,19 @@ def test_shape_mismatch_raises_value_error_naming_the_argument():
         _raises(ValueError, r"^x: .*scalar", op, np.array(1.0, F32))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # DID NOT RAISE
-    reason="bug: as_float32 (np.ascontiguousarray) turns a 0-d input into shape (1,), defeating the scalar check",
-)
 @pytest.mark.parametrize(
     "scalar", [2.0, np.float32(2.0), np.array(2.0), np.int64(2)], ids=["float", "np.float32", "0d-float64", "np.int64"]
 )
 def test_scalars_are_refused_whatever_their_dtype(scalar):
-    """Library bug (python/cpuformer/ops.py): np.ascontiguousarray returns at least 1-D, so relu(2.0),
+    """Regression test for a fixed bug (python/cpuformer/ops.py): np.ascontiguousarray returns at least 1-D, so relu(2.0),
     softmax(np.float32(1.0)) or relu(np.array(1.0)) return shape (1,), while a 0-d float32 ndarray (used
     without conversion) raises 'x: expected at least 1 dimension, got a scalar'. One input, one rule."""
     for op in (ops.softmax, ops.relu, ops.gelu, ops.silu):
         _raises(ValueError, r"^x: .*scalar", op, scalar)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # DID NOT RAISE
-    reason="bug: ops._normalize_axis uses int(axis): softmax(x, axis=1.5) silently uses axis 1",
-)
 def test_non_integer_axis_is_a_type_error():
-    """Library bug (python/cpuformer/ops.py): int(axis) accepts 1.5 (-> 1) and '1', so the intended
+    """Regression test for a fixed bug (python/cpuformer/ops.py): int(axis) accepts 1.5 (-> 1) and '1', so the intended
     TypeError('axis: expected an integer') never fires for them; operator.index (as NumPy) would."""
     x = np.ones((2, 6), F32)
     _raises(TypeError, r"^axis: ", ops.softmax, x, axis=1.5)
@@ -254,14 +244,9 @@ def test_empty_inputs_give_empty_results():
     assert ops.layer_norm(np.ones((3, 0), F32), np.ones(0), np.ones(0)).shape == (3, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: ops._rows reshape(-1, 0) fails: relu(np.ones((0,))), softmax(np.ones((2, 3, 0))) raise",
-)
 @pytest.mark.parametrize("case", ["relu_1d_empty", "softmax_3d_n0", "gelu_3d_n0", "layer_norm_3d_n0"])
 def test_empty_last_dim_rowwise(case):
-    """Library bug (python/cpuformer/ops.py _rows): x.reshape(-1, x.shape[-1]) cannot infer -1 when the
+    """Regression test for a fixed bug (python/cpuformer/ops.py _rows): x.reshape(-1, x.shape[-1]) cannot infer -1 when the
     last dimension is 0, so any input of shape (..., 0) that is not 2-D raises 'cannot reshape array of
     size 0 into shape (0)' instead of returning an empty array of the same shape."""
     if case == "relu_1d_empty":
@@ -356,13 +341,8 @@ def test_cpuformer_isa_env_bogus_fails_import_clearly():
     assert "'avx-512'" in last and "'scalar', 'avx2', 'avx512'" in last
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: an unparsable CPUFORMER_ISA fails import without naming the variable",
-)
 def test_cpuformer_isa_env_bogus_message_names_the_variable():
-    """Library bug (cpp/cpu/isa.cc startup_isa -> parse_isa): CPUFORMER_ISA=avx-512 gives ImportError
+    """Regression test for a fixed bug (cpp/cpu/isa.cc startup_isa -> parse_isa): CPUFORMER_ISA=avx-512 gives ImportError
     "isa: expected one of 'scalar', 'avx2', 'avx512', got 'avx-512'", which does not say where the value
     came from; the unsupported-ISA message of the same function does name CPUFORMER_ISA."""
     r = _run_python("import cpuformer", CPUFORMER_ISA="avx-512")

@@ -1,6 +1,7 @@
 #include "cpu/isa.h"
 
 #include <cstdlib>
+#include <stdexcept>
 
 #include "core/check.h"
 #include "cpu/cpu_features.h"
@@ -60,7 +61,12 @@ Isa best_isa() { return supported_isas().back(); }
 Isa startup_isa() {
   const char* forced = std::getenv("CPUFORMER_ISA");
   if (forced == nullptr || *forced == '\0') return best_isa();
-  const Isa isa = parse_isa(forced);
+  Isa isa = Isa::kScalar;
+  try {
+    isa = parse_isa(forced);
+  } catch (const std::invalid_argument&) {
+    CPUFORMER_CHECK(false, "CPUFORMER_ISA: expected one of 'scalar', 'avx2', 'avx512', got '", forced, "'");
+  }
   CPUFORMER_CHECK(isa_supported(isa), "CPUFORMER_ISA=", forced, ": this ",
                   isa_compiled(isa) ? "CPU does not support it" : "build does not include it",
                   " (supported here: ", isa_name(best_isa()), " and below)");

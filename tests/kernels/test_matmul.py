@@ -216,7 +216,6 @@ def test_empty_m_or_n(isa, trans_b, packed):
 _RESHAPE_BUG = "bug: ops.py reshape(-1, ...) fails on empty arrays with a 0 in the trailing dims"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=_RESHAPE_BUG)
 @pytest.mark.parametrize(
     "case",
     [

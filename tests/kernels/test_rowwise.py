@@ -382,13 +382,8 @@ def test_activation_special_values(isa, name):
         assert np.isnan(at_neg_inf) or at_neg_inf == 0.0, f"{name}(-inf) = {at_neg_inf}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: erf() at its clamp is not exactly -1, so gelu(x) ~ 2^-25 x for x << 0 (gelu(-1e30) = -3e22)",
-)
 def test_gelu_erf_far_negative_tail(isa):
-    """Library bug (kernels/impl/vec_math.h): erf() clamps to +-3.8325 'where erf rounds to +-1', but
+    """Regression test for a fixed bug (kernels/impl/vec_math.h): erf() clamps to +-3.8325 'where erf rounds to +-1', but
     its rational form there gives 1 + erf = 2^-25 (avx2/avx512) or 2^-24 (scalar) instead of 0, so
     gelu(x) = 0.5 x (1 + erf) ~ 2^-25 x below x ~ -5.5: gelu(-100) = -3e-6, gelu(-1e30) = -3e22,
     gelu(-inf) = -inf. Expected ~ -0 (the true |gelu| is < 1e-40 there; torch gives -0.0, NaN at -inf)."""
@@ -398,16 +393,11 @@ def test_gelu_erf_far_negative_tail(isa):
     assert np.isnan(got[-1]) or got[-1] == 0.0, got[-1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: exp(x) for x in (88.376, 88.72] returns exp(88.376) (up to 30% low); silu(-88.7) 38% off",
-)
 def test_silu_where_exp_is_near_overflow(isa):
     """Where exp(-x) still fits in float32 (x >= -88.72), x sigma(x) is a normal float and the float32
     formula loses nothing: relative error a few ulps times the condition |x|.
 
-    Library bug (kernels/impl/vec_math.h): exp() clamps its input at 88.376 but returns +inf only above
+    Regression test for a fixed bug (kernels/impl/vec_math.h): exp() clamps its input at 88.376 but returns +inf only above
     88.72, so exp(x) for x in (88.376, 88.72] is exp(88.376) ~ 2.4e38 instead of up to 3.4e38 (its
     documented 2 ulp do not hold there). Visible through sigmoid: silu(-88.7) = -3.69e-37, expected
     -2.67e-37. Harmless in practice (outputs ~1e-37), but the contract is broken."""

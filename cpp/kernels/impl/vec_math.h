@@ -7,13 +7,15 @@ namespace cpuformer::impl {
 
 // exp(x): Cody–Waite range reduction x = n·ln2 + r, a degree-6 polynomial for e^r (Cephes expf
 // coefficients), then scaling by 2^n built in the exponent field. Below −87.34 gives exactly 0
-// (softmax needs exp(−inf) == 0); above 88.72 gives +inf; NaN propagates.
+// (softmax needs exp(−inf) == 0); above 88.7228 (float overflow) gives +inf; NaN propagates.
 template <class V>
 inline typename V::Reg exp(typename V::Reg x) {
   using R = typename V::Reg;
-  const R lo = V::set1(-87.33654475f), hi = V::set1(88.3762626647949f);
+  const R lo = V::set1(-87.33654475f), hi = V::set1(88.72283935546875f);
   const R xc = V::min(hi, V::max(lo, x));  // operand order keeps NaN (see Vec::max)
-  const R n = V::round(V::mul(xc, V::set1(1.44269504088896341f)));
+  // n ≤ 127 keeps 2^n a normal float; just below overflow r then reaches ln 2, still within the
+  // polynomial's accurate range.
+  const R n = V::min(V::set1(127.0f), V::round(V::mul(xc, V::set1(1.44269504088896341f))));
   R r = V::fnmadd(n, V::set1(0.693359375f), xc);
   r = V::fnmadd(n, V::set1(-2.12194440e-4f), r);
   R p = V::set1(1.9875691500e-4f);
@@ -48,7 +50,11 @@ inline typename V::Reg erf(typename V::Reg x) {
   q = V::fmadd(q, x2, V::set1(-1.68282697438203e-03f));
   q = V::fmadd(q, x2, V::set1(-7.37332916720468e-03f));
   q = V::fmadd(q, x2, V::set1(-1.42647390514189e-02f));
-  return V::div(V::mul(xc, p), q);
+  // Beyond the clamp erf is ±1 exactly (the rational form leaves 1 − 2^−25 there, which would make
+  // 1 + erf(x) and GELU of large negative x tiny but non-zero).
+  const R e = V::div(V::mul(xc, p), q);
+  const R big = V::set1(3.832506856900711f);
+  return V::select(V::gt(x, big), V::set1(1.0f), V::select(V::lt(x, V::sub(V::zero(), big)), V::set1(-1.0f), e));
 }
 
 // 1 / (1 + exp(−x)); exact 0 and 1 in the far tails.
