@@ -8,42 +8,13 @@
 #include <string>
 
 #include "bindings/array_views.h"
+#include "bindings/config_parsing.h"
 #include "model/transformer.h"
 
 namespace cpuformer::bindings {
 namespace {
 
 using LengthArray = py::array_t<std::int64_t, py::array::c_style>;
-
-Activation parse_activation(const std::string& name) {
-  if (name == "relu") return Activation::kRelu;
-  if (name == "gelu") return Activation::kGeluErf;
-  if (name == "gelu_tanh") return Activation::kGeluTanh;
-  if (name == "silu" || name == "swish") return Activation::kSilu;
-  CPUFORMER_CHECK(false, "activation: expected 'relu', 'gelu', 'gelu_tanh' or 'silu', got '", name, "'");
-  return Activation::kRelu;
-}
-
-TransformerConfig parse_config(const py::dict& d) {
-  TransformerConfig c;
-  for (auto item : d) {
-    const std::string key = py::str(item.first);
-    py::handle v = item.second;
-    if (key == "d_model") c.d_model = v.cast<Index>();
-    else if (key == "nhead") c.nhead = v.cast<Index>();
-    else if (key == "num_encoder_layers") c.num_encoder_layers = v.cast<Index>();
-    else if (key == "num_decoder_layers") c.num_decoder_layers = v.cast<Index>();
-    else if (key == "dim_feedforward") c.dim_feedforward = v.cast<Index>();
-    else if (key == "activation") c.activation = parse_activation(v.cast<std::string>());
-    else if (key == "layer_norm_eps") c.layer_norm_eps = v.cast<float>();
-    else if (key == "norm_first") c.norm_first = v.cast<bool>();
-    else if (key == "bias") c.bias = v.cast<bool>();
-    else if (key == "encoder_final_norm") c.encoder_final_norm = v.cast<bool>();
-    else if (key == "decoder_final_norm") c.decoder_final_norm = v.cast<bool>();
-    else CPUFORMER_CHECK(false, "config: unknown key '", key, "'");
-  }
-  return c;
-}
 
 TransformerPart parse_part(const std::string& part) {
   if (part == "transformer") return TransformerPart::kFull;
@@ -91,7 +62,7 @@ AttentionMask mask_view(const std::optional<FloatArray>& mask, bool causal, Inde
 class PyTransformer {
  public:
   PyTransformer(const py::dict& config, const py::dict& weights, const std::string& part) {
-    const TransformerConfig c = parse_config(config);
+    const TransformerConfig c = parse_transformer_config(config);
     WeightMap map;
     for (auto item : weights) {
       const std::string name = py::str(item.first);
@@ -168,7 +139,7 @@ class PyTransformer {
 
 py::list weight_specs(const py::dict& config, const std::string& part) {
   py::list out;
-  for (const WeightSpec& s : TransformerModel::weight_specs(parse_config(config), parse_part(part)))
+  for (const WeightSpec& s : TransformerModel::weight_specs(parse_transformer_config(config), parse_part(part)))
     out.append(py::make_tuple(s.name, py::tuple(py::cast(s.shape))));
   return out;
 }

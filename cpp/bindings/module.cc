@@ -10,6 +10,8 @@ namespace cpuformer::bindings {
 void bind_runtime(py::module_& m);
 void bind_ops(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_models(py::module_& m);
+void bind_seq2seq(py::module_& m);
 }  // namespace cpuformer::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -18,4 +20,6 @@ PYBIND11_MODULE(_core, m) {
   cpuformer::bindings::bind_runtime(m);
   cpuformer::bindings::bind_ops(m);
   cpuformer::bindings::bind_attention(m);
+  cpuformer::bindings::bind_models(m);
+  cpuformer::bindings::bind_seq2seq(m);
 }

@@ -48,6 +48,8 @@ struct KernelTable {
   // Row-wise kernels over n contiguous floats; y may alias x.
   // softmax: y = exp(x − max) / Σ; a row whose max is −inf gives all zeros.
   void (*softmax_row)(const float* x, float* y, Index n);
+  // log_softmax: y = x − max − log Σ exp(x − max); a row whose max is −inf stays −inf.
+  void (*log_softmax_row)(const float* x, float* y, Index n);
   // layer_norm: h = x (+ residual); y = (h − mean) / sqrt(var + eps) · gamma + beta (two passes over h).
   void (*layer_norm_row)(const float* x, const float* residual, const float* gamma, const float* beta,
                          float eps, float* y, Index n);

@@ -95,13 +95,14 @@ std::vector<WeightSpec> TransformerModel::weight_specs(const TransformerConfig& 
   return s;
 }
 
-TransformerModel::TransformerModel(const TransformerConfig& config, const WeightMap& weights, TransformerPart part)
+TransformerModel::TransformerModel(const TransformerConfig& config, const WeightMap& weights, TransformerPart part,
+                                   bool validate)
     : config_(config), part_(part) {
   config_.validate();
   const char* what = part == TransformerPart::kFull      ? "Transformer"
                      : part == TransformerPart::kEncoder ? "TransformerEncoder"
                                                          : "TransformerDecoder";
-  weights.validate(weight_specs(config_, part), what);
+  if (validate) weights.validate(weight_specs(config_, part), what);
   const LayerShape shape{config_.d_model, config_.nhead, config_.dim_feedforward, config_.activation,
                          config_.layer_norm_eps, config_.norm_first};
   if (has_encoder(part)) {
@@ -132,21 +133,44 @@ TransformerModel::TransformerModel(const TransformerConfig& config, const Weight
   }
 }
 
-void TransformerModel::run_encoder(float* x, const SequenceBatch& seqs, const AttentionMask& mask) {
-  for (const EncoderLayer& layer : encoder_layers_) layer.forward(x, seqs, mask, ws_, threads_);
+void TransformerModel::run_encoder(float* x, const SequenceBatch& seqs, const AttentionMask& mask,
+                                   Workspace& ws) const {
+  for (const EncoderLayer& layer : encoder_layers_) layer.forward(x, seqs, mask, ws, threads_);
   if (encoder_norm_) encoder_norm_->forward(x, nullptr, x, seqs.total, threads_);
 }
 
+void TransformerModel::project_memory(const float* memory, const SequenceBatch& src, float* memory_kv) const {
+  const Index block = src.total * 2 * config_.d_model;
+  for (std::size_t i = 0; i < decoder_layers_.size(); ++i)
+    decoder_layers_[i].cross_attention().project_memory(memory, src.total, memory_kv + i * block, threads_);
+}
+
 void TransformerModel::run_decoder(float* x, const SequenceBatch& tgt, const AttentionMask& tgt_mask,
-                                   const float* memory, const SequenceBatch& src, const AttentionMask& memory_mask) {
-  const Index d = config_.d_model;
-  const Index layers = static_cast<Index>(decoder_layers_.size());
-  float* kv = Workspace::get(ws_.memory_kv, layers * src.total * 2 * d);
-  for (Index i = 0; i < layers; ++i)
-    decoder_layers_[i].cross_attention().project_memory(memory, src.total, kv + i * src.total * 2 * d, threads_);
-  for (Index i = 0; i < layers; ++i)
-    decoder_layers_[i].forward(x, tgt, tgt_mask, kv + i * src.total * 2 * d, src, memory_mask, ws_, threads_);
+                                   const float* memory_kv, const SequenceBatch& src,
+                                   const AttentionMask& memory_mask, Workspace& ws) const {
+  const Index block = src.total * 2 * config_.d_model;
+  for (std::size_t i = 0; i < decoder_layers_.size(); ++i)
+    decoder_layers_[i].forward(x, tgt, tgt_mask, memory_kv + i * block, src, memory_mask, ws, threads_);
   if (decoder_norm_) decoder_norm_->forward(x, nullptr, x, tgt.total, threads_);
+}
+
+void TransformerModel::decoder_step(float* x, Index n, float* k_cache, float* v_cache, Index cache_stride,
+                                    Index layer_stride, Index position, const float* memory_kv,
+                                    const SequenceBatch& src, const Index* hyp_sentence, Workspace& ws) const {
+  const Index block = src.total * 2 * config_.d_model;
+  for (std::size_t i = 0; i < decoder_layers_.size(); ++i)
+    decoder_layers_[i].step(x, n, k_cache + i * layer_stride, v_cache + i * layer_stride, cache_stride, position,
+                            memory_kv + i * block, src, hyp_sentence, ws, threads_);
+  if (decoder_norm_) decoder_norm_->forward(x, nullptr, x, n, threads_);
+}
+
+void TransformerModel::decode_with_memory(float* x, const SequenceBatch& tgt, const AttentionMask& tgt_mask,
+                                          const float* memory, const SequenceBatch& src,
+                                          const AttentionMask& memory_mask) {
+  float* kv = Workspace::get(ws_.memory_kv, static_cast<Index>(decoder_layers_.size()) * src.total * 2 *
+                                                config_.d_model);
+  project_memory(memory, src, kv);
+  run_decoder(x, tgt, tgt_mask, kv, src, memory_mask, ws_);
 }
 
 void TransformerModel::encode(const PaddedBatch& src, const AttentionMask& src_mask, float* out) {
@@ -156,7 +180,7 @@ void TransformerModel::encode(const PaddedBatch& src, const AttentionMask& src_m
   const SequenceBatch seqs = SequenceBatch::make(src.batch, src.len, src.lengths);
   float* x = Workspace::get(ws_.x, seqs.total * d);
   pack_rows(src, seqs, d, x);
-  run_encoder(x, seqs, src_mask);
+  run_encoder(x, seqs, src_mask, ws_);
   unpack_rows(x, seqs, d, out);
 }
 
@@ -171,7 +195,7 @@ void TransformerModel::decode(const PaddedBatch& tgt, const AttentionMask& tgt_m
   pack_rows(memory, src, d, mem);
   float* x = Workspace::get(ws_.x, seqs.total * d);
   pack_rows(tgt, seqs, d, x);
-  run_decoder(x, seqs, tgt_mask, mem, src, memory_mask);
+  decode_with_memory(x, seqs, tgt_mask, mem, src, memory_mask);
   unpack_rows(x, seqs, d, out);
 }
 
@@ -186,7 +210,7 @@ void TransformerModel::forward(const PaddedBatch& src, const AttentionMask& src_
   {
     float* x = Workspace::get(ws_.x, src_seqs.total * d);
     pack_rows(src, src_seqs, d, x);
-    run_encoder(x, src_seqs, src_mask);
+    run_encoder(x, src_seqs, src_mask, ws_);
     std::memcpy(mem, x, sizeof(float) * static_cast<std::size_t>(src_seqs.total * d));
   }
   // The decoder attends to the memory keys memory_lengths allows; the encoder output is zero at padded
@@ -200,7 +224,7 @@ void TransformerModel::forward(const PaddedBatch& src, const AttentionMask& src_
   const SequenceBatch tgt_seqs = SequenceBatch::make(tgt.batch, tgt.len, tgt.lengths);
   float* x = Workspace::get(ws_.x, tgt_seqs.total * d);
   pack_rows(tgt, tgt_seqs, d, x);
-  run_decoder(x, tgt_seqs, tgt_mask, mem, mem_seqs, memory_mask);
+  decode_with_memory(x, tgt_seqs, tgt_mask, mem, mem_seqs, memory_mask);
   unpack_rows(x, tgt_seqs, d, out);
 }
 

@@ -32,7 +32,9 @@ struct PaddedBatch {
 
 class TransformerModel {
  public:
-  TransformerModel(const TransformerConfig& config, const WeightMap& weights, TransformerPart part);
+  // validate == false when a larger model (seq2seq) has validated the whole weight map itself.
+  TransformerModel(const TransformerConfig& config, const WeightMap& weights, TransformerPart part,
+                   bool validate = true);
 
   // The weights this configuration expects, with torch's names (prefixed "encoder."/"decoder." for kFull).
   static std::vector<WeightSpec> weight_specs(const TransformerConfig& config, TransformerPart part);
@@ -53,10 +55,22 @@ class TransformerModel {
   void forward(const PaddedBatch& src, const AttentionMask& src_mask, const PaddedBatch& tgt,
                const AttentionMask& tgt_mask, const Index* memory_lengths, const AttentionMask& memory_mask, float* out);
 
+ // Building blocks for models built around the stacks (seq2seq). No locking: the caller owns `ws`.
+  // x packed [seqs.total, D], updated in place (final norm included).
+  void run_encoder(float* x, const SequenceBatch& seqs, const AttentionMask& mask, Workspace& ws) const;
+  // memory_kv: [num_decoder_layers][src.total, 2D], from project_memory.
+  void project_memory(const float* memory, const SequenceBatch& src, float* memory_kv) const;
+  void run_decoder(float* x, const SequenceBatch& tgt, const AttentionMask& tgt_mask, const float* memory_kv,
+                   const SequenceBatch& src, const AttentionMask& memory_mask, Workspace& ws) const;
+  // One incremental step for n hypotheses (see DecoderLayer::step); layer l's caches start at
+  // k_cache/v_cache + l · layer_stride. Final norm included.
+  void decoder_step(float* x, Index n, float* k_cache, float* v_cache, Index cache_stride, Index layer_stride,
+                    Index position, const float* memory_kv, const SequenceBatch& src, const Index* hyp_sentence,
+                    Workspace& ws) const;
+
  private:
-  void run_encoder(float* x, const SequenceBatch& seqs, const AttentionMask& mask);
-  void run_decoder(float* x, const SequenceBatch& tgt, const AttentionMask& tgt_mask, const float* memory,
-                   const SequenceBatch& src, const AttentionMask& memory_mask);
+  void decode_with_memory(float* x, const SequenceBatch& tgt, const AttentionMask& tgt_mask, const float* memory,
+                          const SequenceBatch& src, const AttentionMask& memory_mask);
 
   TransformerConfig config_;
   TransformerPart part_;

@@ -1,6 +1,8 @@
 #include "nn/multi_head_attention.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/check.h"
 #include "core/parallel.h"
@@ -92,6 +94,69 @@ void MultiHeadAttention::forward_cross(const float* x, const SequenceBatch& q_se
   in_proj_.forward(x, d, rows, q, d, Activation::kNone, threads);
   attend(q, d, q_seqs, kv, kv + d, 2 * d, kv_seqs, mask, attn, threads);
   out_proj_.forward(attn, d, rows, y, d, Activation::kNone, threads);
+}
+
+void MultiHeadAttention::attend_rows(const float* q, Index ldq, Index n, const float* const* k,
+                                     const float* const* v, Index ldkv, const Index* k_lens, float* out,
+                                     int threads) const {
+  const Index dh = d_model_ / heads_;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  parallel_for(n, [&](Index r0, Index r1) {
+    for (Index r = r0; r < r1; ++r) {
+      float* o = out + r * d_model_;
+      if (k_lens[r] == 0) {
+        for (Index c = 0; c < d_model_; ++c) o[c] = 0.0f;
+        continue;
+      }
+      AttentionArgs a{};
+      a.batch = 1, a.heads = heads_, a.q_len = 1, a.k_len = k_lens[r], a.head_dim = dh;
+      a.q = q + r * ldq, a.q_batch_stride = 0, a.q_head_stride = dh, a.q_row_stride = ldq;
+      a.k = k[r], a.k_batch_stride = 0, a.k_head_stride = dh, a.k_row_stride = ldkv;
+      a.v = v[r], a.v_batch_stride = 0, a.v_head_stride = dh, a.v_row_stride = ldkv;
+      a.out = o, a.out_batch_stride = 0, a.out_head_stride = dh, a.out_row_stride = d_model_;
+      a.scale = scale;
+      attention(a, 1);
+    }
+  }, n * d_model_ >= 4096 ? threads : 1);
+}
+
+void MultiHeadAttention::step_self(const float* x, Index n, float* k_cache, float* v_cache, Index cache_stride,
+                                   Index position, float* y, Workspace& ws, int threads) const {
+  const Index d = d_model_;
+  float* qkv = Workspace::get(ws.qkv, n * 3 * d);
+  float* attn = Workspace::get(ws.attn, n * d);
+  in_proj_.forward(x, d, n, qkv, 3 * d, Activation::kNone, threads);
+  std::vector<const float*> k(n), v(n);
+  std::vector<Index> lens(n, position + 1);
+  for (Index r = 0; r < n; ++r) {
+    float* kr = k_cache + r * cache_stride;
+    float* vr = v_cache + r * cache_stride;
+    std::copy(qkv + r * 3 * d + d, qkv + r * 3 * d + 2 * d, kr + position * d);
+    std::copy(qkv + r * 3 * d + 2 * d, qkv + r * 3 * d + 3 * d, vr + position * d);
+    k[r] = kr;
+    v[r] = vr;
+  }
+  attend_rows(qkv, 3 * d, n, k.data(), v.data(), d, lens.data(), attn, threads);
+  out_proj_.forward(attn, d, n, y, d, Activation::kNone, threads);
+}
+
+void MultiHeadAttention::step_cross(const float* x, Index n, const float* kv, const Index* kv_offsets,
+                                    const Index* kv_lengths, const Index* hyp_sentence, float* y, Workspace& ws,
+                                    int threads) const {
+  const Index d = d_model_;
+  float* q = Workspace::get(ws.qkv, n * d);
+  float* attn = Workspace::get(ws.attn, n * d);
+  in_proj_.forward(x, d, n, q, d, Activation::kNone, threads);
+  std::vector<const float*> k(n), v(n);
+  std::vector<Index> lens(n);
+  for (Index r = 0; r < n; ++r) {
+    const Index s = hyp_sentence[r];
+    k[r] = kv + kv_offsets[s] * 2 * d;
+    v[r] = k[r] + d;
+    lens[r] = kv_lengths[s];
+  }
+  attend_rows(q, d, n, k.data(), v.data(), 2 * d, lens.data(), attn, threads);
+  out_proj_.forward(attn, d, n, y, d, Activation::kNone, threads);
 }
 
 }  // namespace cpuformer

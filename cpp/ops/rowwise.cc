@@ -25,6 +25,14 @@ void softmax_rows(const float* x, float* y, Index rows, Index n, int threads) {
   }, threads_for(rows, n, threads));
 }
 
+void log_softmax_rows(const float* x, float* y, Index rows, Index n, int threads) {
+  if (rows == 0 || n == 0) return;
+  const KernelTable& kt = active_kernels();
+  parallel_for(rows, [&](Index r0, Index r1) {
+    for (Index r = r0; r < r1; ++r) kt.log_softmax_row(x + r * n, y + r * n, n);
+  }, threads_for(rows, n, threads));
+}
+
 void layer_norm_rows(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
                      float* y, Index rows, Index n, int threads) {
   if (rows == 0 || n == 0) return;

@@ -9,6 +9,8 @@ namespace cpuformer {
 
 void softmax_rows(const float* x, float* y, Index rows, Index n, int threads = 0);
 
+void log_softmax_rows(const float* x, float* y, Index rows, Index n, int threads = 0);
+
 // residual may be null; gamma/beta are [n].
 void layer_norm_rows(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
                      float* y, Index rows, Index n, int threads = 0);

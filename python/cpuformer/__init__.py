@@ -3,6 +3,7 @@
 from . import ops
 from ._core import PackedWeight
 from .models import Transformer, TransformerConfig, TransformerDecoder, TransformerEncoder
+from .translator import Translator
 from .runtime import build_info, get_num_threads, isa, set_isa, set_num_threads, supported_isas
 
 __version__ = "0.1.0"
@@ -13,6 +14,7 @@ __all__ = [
     "TransformerConfig",
     "TransformerDecoder",
     "TransformerEncoder",
+    "Translator",
     "build_info",
     "get_num_threads",
     "isa",

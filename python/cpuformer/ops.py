@@ -22,6 +22,7 @@ __all__ = [
     "layer_norm",
     "matmul",
     "pack_weight",
+    "positional_encoding",
     "relu",
     "scaled_dot_product_attention",
     "silu",
@@ -45,7 +46,7 @@ def as_float32(x, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a real-valued array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.asarray(arr, dtype=np.float32, order="C")
 
 
 def _check_out(out, shape: tuple, inputs: tuple = ()) -> Optional[np.ndarray]:
@@ -68,10 +69,14 @@ def _check_out(out, shape: tuple, inputs: tuple = ()) -> Optional[np.ndarray]:
 
 
 def _rows(x: np.ndarray, name: str) -> np.ndarray:
-    """[..., N] as a 2-D [rows, N] view (a view of a C-contiguous array costs nothing)."""
+    """[..., N] as a 2-D [rows, N] view (a view of a C-contiguous array costs nothing); a 0-d array is
+    one row of one element."""
     if x.ndim == 0:
-        raise ValueError(f"{name}: expected at least 1 dimension, got a scalar")
-    return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        return x.reshape(1, 1)
+    if x.ndim == 2:
+        return x
+    rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+    return x.reshape(rows, x.shape[-1])
 
 
 def _activation(name) -> "_core.Activation":
@@ -114,7 +119,7 @@ def matmul(a, b, *, bias=None, trans_b: bool = False, activation=None, out=None)
             raise ValueError(f"a: expected last dimension K = {b.k} (the packed weight's K), got shape {a.shape}")
         shape = a.shape[:-1] + (b.n,)
         out = _check_out(out, shape, (a, bias_arr))
-        out2 = None if out is None else out.reshape(-1, b.n)
+        out2 = None if out is None else out.reshape(a2.shape[0], b.n)
         res = _core.matmul_packed(a2, b, bias_arr, act, out2)
     else:
         b = as_float32(b, "b")
@@ -128,7 +133,7 @@ def matmul(a, b, *, bias=None, trans_b: bool = False, activation=None, out=None)
             )
         shape = a.shape[:-1] + (n,)
         out = _check_out(out, shape, (a, b, bias_arr))
-        out2 = None if out is None else out.reshape(-1, n)
+        out2 = None if out is None else out.reshape(a2.shape[0], n)
         res = _core.matmul(a2, b, bool(trans_b), bias_arr, act, out2)
     return out if out is not None else res.reshape(shape)
 
@@ -154,16 +159,19 @@ def batched_matmul(a, b, *, trans_b: bool = False, out=None) -> np.ndarray:
         raise ValueError(f"b: expected {layout} with K = {k}, got shape {b.shape}")
     shape = lead + (m, n)
     out = _check_out(out, shape, (a, b))
-    a3 = a.reshape(-1, m, k)
-    b3 = b.reshape((-1,) + b.shape[-2:])
-    out3 = None if out is None else out.reshape(-1, m, n)
+    batch = int(np.prod(lead, dtype=np.int64))
+    a3 = a.reshape(batch, m, k)
+    b3 = b.reshape((batch,) + b.shape[-2:])
+    out3 = None if out is None else out.reshape(batch, m, n)
     res = _core.batched_matmul(a3, b3, bool(trans_b), out3)
     return out if out is not None else res.reshape(shape)
 
 
 def _normalize_axis(axis, ndim: int) -> int:
+    import operator
+
     try:
-        axis = int(axis)
+        axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"axis: expected an integer, got {type(axis).__name__}") from None
     if not -ndim <= axis < ndim:
@@ -331,3 +339,20 @@ def scaled_dot_product_attention(q, k, v, *, attn_mask=None, is_causal: bool = F
     out4 = None if out is None else out.reshape(B, H, L, Ev)
     res = _core.attention(q4, k4, v4, scale, is_causal, 0, None, mask4, out4)
     return out if out is not None else res.reshape(shape)
+
+
+def positional_encoding(length: int, d_model: int) -> np.ndarray:
+    """The sinusoidal positional encoding of "Attention Is All You Need", ``[length, d_model]`` float32:
+    ``PE[pos, 2i] = sin(pos / 10000^(2i/d_model))``, ``PE[pos, 2i+1] = cos(pos / 10000^(2i/d_model))``
+    (computed in float64, rounded once)."""
+    import operator
+
+    try:
+        length, d_model = operator.index(length), operator.index(d_model)
+    except TypeError:
+        raise TypeError("length, d_model: expected integers") from None
+    if length < 0:
+        raise ValueError(f"length: expected a non-negative integer, got {length}")
+    if d_model <= 0:
+        raise ValueError(f"d_model: expected a positive integer, got {d_model}")
+    return _core.positional_encoding(length, d_model)

@@ -30,6 +30,7 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name) {
   }
   t.pack_a = &pack_a<V, MR>;
   t.softmax_row = &softmax_row<V>;
+  t.log_softmax_row = &log_softmax_row<V>;
   t.layer_norm_row = &layer_norm_row<V>;
   t.bias_activation_row = &bias_activation_row<V>;
   t.attention_softmax_tile = &attention_softmax_tile<V>;

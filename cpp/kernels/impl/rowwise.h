@@ -45,6 +45,33 @@ void softmax_row(const float* x, float* y, Index n) {
   }
 }
 
+// y = x − max − log Σ exp(x − max); a row whose max is −inf stays −inf (no NaN).
+template <class V>
+void log_softmax_row(const float* x, float* y, Index n) {
+  using R = typename V::Reg;
+  constexpr int W = V::kWidth;
+  const float neg_inf = -__builtin_inff();
+  R vmax = V::set1(neg_inf);
+  Index j = 0;
+  for (; j + W <= n; j += W) vmax = V::max(vmax, V::loadu(x + j));
+  if (j < n) vmax = V::max(vmax, V::load_tail(x + j, static_cast<int>(n - j), neg_inf));
+  const float row_max = V::hmax(vmax);
+  if (row_max == neg_inf) {
+    for (Index i = 0; i < n; ++i) y[i] = neg_inf;
+    return;
+  }
+  const R m = V::set1(row_max);
+  R vsum = V::zero();
+  for (j = 0; j + W <= n; j += W) vsum = V::add(vsum, exp<V>(V::sub(V::loadu(x + j), m)));
+  if (j < n) vsum = V::add(vsum, exp<V>(V::sub(V::load_tail(x + j, static_cast<int>(n - j), neg_inf), m)));
+  const R shift = V::set1(row_max + __builtin_logf(V::hsum(vsum)));
+  for (j = 0; j + W <= n; j += W) V::storeu(y + j, V::sub(V::loadu(x + j), shift));
+  if (j < n) {
+    const int rest = static_cast<int>(n - j);
+    V::store_tail(y + j, V::sub(V::load_tail(x + j, rest, 0.0f), shift), rest);
+  }
+}
+
 template <class V>
 inline typename V::Reg load_sum(const float* x, const float* residual, Index j) {
   const auto v = V::loadu(x + j);

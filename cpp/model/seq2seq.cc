@@ -1,0 +1,207 @@
+#include "model/seq2seq.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "core/check.h"
+#include "core/parallel.h"
+#include "kernels/registry.h"
+#include "ops/gemm.h"
+#include "ops/rowwise.h"
+
+namespace cpuformer {
+
+void Seq2SeqConfig::validate() const {
+  transformer.validate();
+  CPUFORMER_CHECK(src_vocab_size > 0, "src_vocab_size: expected a positive integer, got ", src_vocab_size);
+  CPUFORMER_CHECK(tgt_vocab_size > 0, "tgt_vocab_size: expected a positive integer, got ", tgt_vocab_size);
+  CPUFORMER_CHECK(!shared_embeddings || src_vocab_size == tgt_vocab_size,
+                  "shared_embeddings: source and target vocabularies differ (", src_vocab_size, " vs ",
+                  tgt_vocab_size, ")");
+  CPUFORMER_CHECK(max_positions > 0, "max_positions: expected a positive integer, got ", max_positions);
+  for (auto [name, id] : {std::pair<const char*, std::int64_t>{"pad_id", pad_id}, {"eos_id", eos_id},
+                          {"decoder_start_id", decoder_start_id}})
+    CPUFORMER_CHECK(id >= 0 && id < tgt_vocab_size, name, ": expected an id in [0, ", tgt_vocab_size, "), got ", id);
+}
+
+std::vector<WeightSpec> Seq2SeqModel::weight_specs(const Seq2SeqConfig& c) {
+  std::vector<WeightSpec> s = TransformerModel::weight_specs(c.transformer, TransformerPart::kFull);
+  const Index d = c.transformer.d_model;
+  s.push_back({"src_embedding.weight", {c.src_vocab_size, d}});
+  if (!c.shared_embeddings) s.push_back({"tgt_embedding.weight", {c.tgt_vocab_size, d}});
+  if (!c.tied_output) s.push_back({"output_projection.weight", {c.tgt_vocab_size, d}});
+  if (c.final_logits_bias) s.push_back({"final_logits_bias", {c.tgt_vocab_size}});
+  return s;
+}
+
+Seq2SeqModel::Seq2SeqModel(const Seq2SeqConfig& config, const WeightMap& weights) : config_(config) {
+  config_.validate();
+  weights.validate(weight_specs(config_), "sequence-to-sequence");
+  stacks_ = std::make_unique<TransformerModel>(config_.transformer, weights, TransformerPart::kFull, false);
+  const Index d = config_.transformer.d_model;
+  src_embedding_ = std::make_unique<Embedding>(weights.get("src_embedding.weight"), config_.src_vocab_size, d,
+                                               config_.embedding_scale, config_.positional, config_.max_positions);
+  if (!config_.shared_embeddings)
+    tgt_embedding_ = std::make_unique<Embedding>(weights.get("tgt_embedding.weight"), config_.tgt_vocab_size, d,
+                                                 config_.embedding_scale, config_.positional, config_.max_positions);
+  const Embedding& tgt = tgt_embedding_ ? *tgt_embedding_ : *src_embedding_;
+  const float* projection = config_.tied_output ? tgt.table() : weights.get("output_projection.weight");
+  output_ = std::make_unique<PackedWeight>(active_kernels(), projection, d, d, config_.tgt_vocab_size, true);
+  if (config_.final_logits_bias) {
+    const float* b = weights.get("final_logits_bias");
+    logits_bias_.assign(b, b + config_.tgt_vocab_size);
+  }
+}
+
+void Seq2SeqModel::check_source(const std::int64_t* ids, Index batch, Index len, const Index* lengths) const {
+  CPUFORMER_CHECK(batch > 0, "source_ids: expected at least one sentence");
+  CPUFORMER_CHECK(len <= config_.max_positions, "source_ids: sentences of ", len,
+                  " tokens exceed the model's max_positions = ", config_.max_positions);
+  for (Index b = 0; b < batch; ++b) {
+    const Index n = lengths ? lengths[b] : len;
+    CPUFORMER_CHECK(n >= 1 && n <= len, "source_ids: sentence ", b, " has length ", n, ", expected 1..", len);
+    src_embedding_->check_ids(ids + b * len, n, "source_ids");
+  }
+}
+
+void Seq2SeqModel::embed(const Embedding& e, const std::int64_t* ids, const Index* positions, Index count,
+                         float* out) const {
+  e.forward(ids, positions, count, out);
+}
+
+void Seq2SeqModel::forward_log_probs(const std::int64_t* src_ids, Index batch, Index src_len,
+                                     const Index* src_lengths, const std::int64_t* tgt_ids, Index tgt_len,
+                                     const Index* tgt_lengths, float* out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const Index d = config_.transformer.d_model, v = config_.tgt_vocab_size;
+  const Embedding& tgt_e = tgt_embedding_ ? *tgt_embedding_ : *src_embedding_;
+  CPUFORMER_CHECK(tgt_len <= config_.max_positions, "target_ids: ", tgt_len,
+                  " tokens exceed the model's max_positions = ", config_.max_positions);
+  const SequenceBatch src = SequenceBatch::make(batch, src_len, src_lengths);
+  const SequenceBatch tgt = SequenceBatch::make(batch, tgt_len, tgt_lengths);
+  for (Index b = 0; b < batch; ++b) tgt_e.check_ids(tgt_ids + b * tgt_len, tgt.lengths[b], "target_ids");
+
+  // Packed ids and positions of the real tokens.
+  auto gather = [](const std::int64_t* ids, Index len, const SequenceBatch& s, std::vector<std::int64_t>& pid,
+                   std::vector<Index>& pos) {
+    pid.resize(s.total);
+    pos.resize(s.total);
+    for (Index b = 0; b < s.batch(); ++b)
+      for (Index i = 0; i < s.lengths[b]; ++i) {
+        pid[s.offsets[b] + i] = ids[b * len + i];
+        pos[s.offsets[b] + i] = i;
+      }
+  };
+  std::vector<std::int64_t> ids;
+  std::vector<Index> pos;
+  AlignedBuffer memory, x;
+  float* mem = memory.reserve(static_cast<std::size_t>(std::max<Index>(1, src.total * d)));
+  gather(src_ids, src_len, src, ids, pos);
+  embed(*src_embedding_, ids.data(), pos.data(), src.total, mem);
+  stacks_->run_encoder(mem, src, AttentionMask{}, ws_);
+  const Index layers = config_.transformer.num_decoder_layers;
+  float* kv = Workspace::get(ws_.memory_kv, layers * src.total * 2 * d);
+  stacks_->project_memory(mem, src, kv);
+  float* xt = x.reserve(static_cast<std::size_t>(std::max<Index>(1, tgt.total * d)));
+  gather(tgt_ids, tgt_len, tgt, ids, pos);
+  embed(tgt_e, ids.data(), pos.data(), tgt.total, xt);
+  AttentionMask causal;
+  causal.causal = true;
+  stacks_->run_decoder(xt, tgt, causal, kv, src, AttentionMask{}, ws_);
+  AlignedBuffer logits;
+  float* lg = logits.reserve(static_cast<std::size_t>(std::max<Index>(1, tgt.total * v)));
+  gemm(xt, d, tgt.total, *output_, GemmOutput{lg, v, logits_bias_.empty() ? nullptr : logits_bias_.data()},
+       stacks_->num_threads());
+  log_softmax_rows(lg, lg, tgt.total, v, stacks_->num_threads());
+  for (Index b = 0; b < batch; ++b) {
+    float* dst = out + b * tgt_len * v;
+    std::memcpy(dst, lg + tgt.offsets[b] * v, sizeof(float) * static_cast<std::size_t>(tgt.lengths[b] * v));
+    std::memset(dst + tgt.lengths[b] * v, 0, sizeof(float) * static_cast<std::size_t>((tgt_len - tgt.lengths[b]) * v));
+  }
+}
+
+void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index batch, Index src_len,
+                         const Index* src_lengths, Index hyps_per_sentence, Index max_steps) {
+  CPUFORMER_CHECK(max_steps <= config_.max_positions, "max_length: ", max_steps,
+                  " exceeds the model's max_positions = ", config_.max_positions);
+  const Index d = config_.transformer.d_model;
+  const Index layers = config_.transformer.num_decoder_layers;
+  st.src = SequenceBatch::make(batch, src_len, src_lengths);
+  std::vector<std::int64_t> ids(st.src.total);
+  std::vector<Index> pos(st.src.total);
+  for (Index b = 0; b < batch; ++b)
+    for (Index i = 0; i < st.src.lengths[b]; ++i) {
+      ids[st.src.offsets[b] + i] = src_ids[b * src_len + i];
+      pos[st.src.offsets[b] + i] = i;
+    }
+  AlignedBuffer memory;
+  float* mem = memory.reserve(static_cast<std::size_t>(std::max<Index>(1, st.src.total * d)));
+  embed(*src_embedding_, ids.data(), pos.data(), st.src.total, mem);
+  stacks_->run_encoder(mem, st.src, AttentionMask{}, ws_);
+  float* kv = Workspace::get(st.memory_kv, layers * st.src.total * 2 * d);
+  stacks_->project_memory(mem, st.src, kv);
+
+  st.max_steps = std::max<Index>(1, max_steps);
+  st.rows = batch * hyps_per_sentence;
+  st.capacity_rows = st.rows;
+  st.step = 0;
+  st.hyp_sentence.resize(st.rows);
+  for (Index r = 0; r < st.rows; ++r) st.hyp_sentence[r] = r / hyps_per_sentence;
+  const Index cache = layers * st.capacity_rows * st.max_steps * d;
+  Workspace::get(st.k_cache, cache);
+  Workspace::get(st.v_cache, cache);
+}
+
+void Seq2SeqModel::step(DecodeState& st, const std::int64_t* tokens) {
+  const Index d = config_.transformer.d_model, v = config_.tgt_vocab_size;
+  CPUFORMER_CHECK(st.step < st.max_steps, "decoding: no room for step ", st.step, " (max ", st.max_steps, ")");
+  const Embedding& tgt_e = tgt_embedding_ ? *tgt_embedding_ : *src_embedding_;
+  tgt_e.check_ids(tokens, st.rows, "tokens");
+  float* x = Workspace::get(st.x, st.rows * d);
+  std::vector<Index> positions(st.rows, st.step);
+  embed(tgt_e, tokens, positions.data(), st.rows, x);
+  const Index cache_stride = st.max_steps * d;
+  const Index layer_stride = st.capacity_rows * cache_stride;
+  stacks_->decoder_step(x, st.rows, st.k_cache.data(), st.v_cache.data(), cache_stride, layer_stride, st.step,
+                        st.memory_kv.data(), st.src, st.hyp_sentence.data(), ws_);
+  float* lg = Workspace::get(st.logits, st.rows * v);
+  gemm(x, d, st.rows, *output_, GemmOutput{lg, v, logits_bias_.empty() ? nullptr : logits_bias_.data()},
+       stacks_->num_threads());
+  log_softmax_rows(lg, lg, st.rows, v, stacks_->num_threads());
+  ++st.step;
+}
+
+void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
+  const Index d = config_.transformer.d_model;
+  const Index layers = config_.transformer.num_decoder_layers;
+  const Index n = static_cast<Index>(sources.size());
+  bool identity = n == st.rows;
+  for (Index r = 0; identity && r < n; ++r) identity = sources[r] == r;
+  if (identity) return;
+  std::vector<Index> sentence(n);
+  for (Index r = 0; r < n; ++r) sentence[r] = st.hyp_sentence[sources[r]];
+  const Index cache_stride = st.max_steps * d;
+  const Index new_capacity = std::max(n, st.capacity_rows);
+  const Index old_layer = st.capacity_rows * cache_stride, new_layer = new_capacity * cache_stride;
+  float* k_new = Workspace::get(st.k_spare, layers * new_layer);
+  float* v_new = Workspace::get(st.v_spare, layers * new_layer);
+  const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(st.step * d);
+  if (bytes > 0) {
+    parallel_for(layers * n, [&](Index t0, Index t1) {
+      for (Index t = t0; t < t1; ++t) {
+        const Index l = t / n, r = t % n;
+        std::memcpy(k_new + l * new_layer + r * cache_stride, st.k_cache.data() + l * old_layer + sources[r] * cache_stride, bytes);
+        std::memcpy(v_new + l * new_layer + r * cache_stride, st.v_cache.data() + l * old_layer + sources[r] * cache_stride, bytes);
+      }
+    }, stacks_->num_threads());
+  }
+  std::swap(st.k_cache, st.k_spare);
+  std::swap(st.v_cache, st.v_spare);
+  st.capacity_rows = new_capacity;
+  st.rows = n;
+  st.hyp_sentence = std::move(sentence);
+}
+
+}  // namespace cpuformer
