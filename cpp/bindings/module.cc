@@ -12,6 +12,7 @@ void bind_ops(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_models(py::module_& m);
 void bind_seq2seq(py::module_& m);
+void bind_bert(py::module_& m);
 }  // namespace cpuformer::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   cpuformer::bindings::bind_attention(m);
   cpuformer::bindings::bind_models(m);
   cpuformer::bindings::bind_seq2seq(m);
+  cpuformer::bindings::bind_bert(m);
 }

@@ -3,6 +3,7 @@
 from . import ops
 from ._core import PackedWeight
 from .models import Transformer, TransformerConfig, TransformerDecoder, TransformerEncoder
+from .embeddings import SentenceEncoder
 from .translator import Translator
 from .runtime import build_info, get_num_threads, isa, set_isa, set_num_threads, supported_isas
 
@@ -10,6 +11,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PackedWeight",
+    "SentenceEncoder",
     "Transformer",
     "TransformerConfig",
     "TransformerDecoder",
