@@ -48,7 +48,7 @@ def attention_mask(
     if mask is None:
         return None, bool(is_causal)
     arr = _as_mask_array(mask, name)
-    if _is_causal(arr) and q_len == k_len:
+    if arr.shape == (q_len, k_len) and _is_causal(arr):  # a causal mask of another size is a shape error
         return None, True
     if arr.ndim == 2:
         if arr.shape != (q_len, k_len):

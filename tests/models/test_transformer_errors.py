@@ -206,6 +206,9 @@ def test_batch_mismatch(models, rng):
         ({"tgt_key_padding_mask": np.zeros((3, 4), bool)}, r"tgt_key_padding_mask: expected shape \(2, 4\)"),
         ({"memory_key_padding_mask": np.zeros((2, 4), bool)}, r"memory_key_padding_mask: expected shape \(2, 6\)"),
         ({"memory_is_causal": True}, "memory_is_causal"),
+        # A causal mask of the wrong size is a shape error too (not taken as the causal flag).
+        ({"tgt_mask": np.triu(np.full((6, 6), -np.inf, np.float32), 1)}, r"tgt_mask: expected shape \(4, 4\)"),
+        ({"src_mask": np.triu(np.ones((4, 4), bool), 1)}, r"src_mask: expected shape \(6, 6\)"),
     ],
 )
 def test_wrong_mask_shapes(models, rng, kwargs, match):
