@@ -374,9 +374,6 @@ class Transformer(_KeepsWeights):
             if tl != sl:
                 raise ValueError("memory_is_causal: needs src and tgt of the same length")
             m_add = _masks.causal_mask(tl)[None, None]
-        if s_len is None and s_pad is not None:
-            # A non-suffix source padding: the encoder cannot pack it, and its padded rows are not zero.
-            pass
         out = self._core.forward(
             s, s_len, _masks.combine(s_add, s_pad), s_causal,
             t, t_len, _masks.combine(t_add, t_pad), t_causal,

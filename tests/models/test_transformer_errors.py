@@ -302,11 +302,6 @@ def test_pickling_raises_a_clear_type_error(models, cls):
 # --- NaN propagation ------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: an attention row whose scores are all NaN is treated as fully masked (zeros) instead "
-    "of propagating NaN, so a decoder over an all-NaN memory returns finite values (torch returns NaN)",
-)
 def test_nan_memory_propagates_to_the_decoder_output(models, rng):
     d = SMALL["d_model"]
     tgt = _x(rng, 4, 2, d)

@@ -58,7 +58,11 @@ float attention_softmax_tile(float* s, Index n, Index n_valid, float scale, cons
   const float tile_max = V::hmax(vmax);
   // A NaN score may or may not survive the vector max (maxps returns its second operand on NaN), but a
   // NaN max must win here, or a row of NaN scores would look fully masked and give zeros.
-  const float m_new = tile_max > m_old || tile_max != tile_max ? tile_max : m_old;
+  float m_new = tile_max > m_old || tile_max != tile_max ? tile_max : m_old;
+  if (m_new == neg_inf) {  // maxps may have dropped NaN lanes: a tile of NaN scores must not look masked
+    for (Index i = 0; i < nv; ++i)
+      if (s[i] != s[i]) m_new = s[i];
+  }
   if (m_new == neg_inf) {  // nothing valid yet: P = 0, state unchanged (and no exp(−inf − (−inf)) = NaN)
     zero_fill<V>(s, n);
     return 1.0f;

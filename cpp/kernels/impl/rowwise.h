@@ -10,6 +10,15 @@
 
 namespace cpuformer::impl {
 
+// Scalar scan for the rare rows whose vector max came out −inf (templated on the ISA's Vec, like
+// everything here, so each ISA unit keeps its own private copy).
+template <class V>
+bool has_nan(const float* x, Index n) {
+  for (Index i = 0; i < n; ++i)
+    if (x[i] != x[i]) return true;
+  return false;
+}
+
 template <class V>
 void softmax_row(const float* x, float* y, Index n) {
   using R = typename V::Reg;
@@ -20,8 +29,11 @@ void softmax_row(const float* x, float* y, Index n) {
   for (; j + W <= n; j += W) vmax = V::max(vmax, V::loadu(x + j));
   if (j < n) vmax = V::max(vmax, V::load_tail(x + j, static_cast<int>(n - j), neg_inf));
   const float row_max = V::hmax(vmax);
-  if (row_max == neg_inf) {  // every key masked: zeros, not NaN
-    for (Index i = 0; i < n; ++i) y[i] = 0.0f;
+  if (row_max == neg_inf) {
+    // Every key masked: zeros, not NaN. (maxps may drop NaN lanes: a row of NaN only lands here too,
+    // and must stay NaN.)
+    const float fill = has_nan<V>(x, n) ? __builtin_nanf("") : 0.0f;
+    for (Index i = 0; i < n; ++i) y[i] = fill;
     return;
   }
   const R m = V::set1(row_max);
@@ -57,7 +69,8 @@ void log_softmax_row(const float* x, float* y, Index n) {
   if (j < n) vmax = V::max(vmax, V::load_tail(x + j, static_cast<int>(n - j), neg_inf));
   const float row_max = V::hmax(vmax);
   if (row_max == neg_inf) {
-    for (Index i = 0; i < n; ++i) y[i] = neg_inf;
+    const float fill = has_nan<V>(x, n) ? __builtin_nanf("") : neg_inf;
+    for (Index i = 0; i < n; ++i) y[i] = fill;
     return;
   }
   const R m = V::set1(row_max);
