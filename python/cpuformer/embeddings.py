@@ -5,8 +5,11 @@
 
 Tokenisation uses the `tokenizers` library (``pip install cpuformer[text]``); ``encode_ids`` takes token
 ids without it. Truncation follows sentence-transformers (``max_seq_length`` from
-sentence_bert_config.json, not the tokenizer file's built-in 128), padding is to the longest sentence of
-each batch, and padding costs nothing inside the C++ encoder.
+sentence_bert_config.json, else tokenizer_config.json's model_max_length — never the tokenizer file's
+built-in 128), padding is to the longest sentence of each batch, and padding costs nothing inside the C++
+encoder. Pooling and normalisation come from modules.json and the pooling config (both the legacy
+``pooling_mode_*_token`` flags and the ``pooling_mode`` of sentence-transformers >= 5); modules that would
+change the embedding (Dense, ...) and pooling modes other than a single mean / cls / max are refused.
 """
 
 from __future__ import annotations
@@ -47,9 +50,36 @@ def _resolve(name_or_path: str) -> str:
     return str(getattr(mod, "MODEL_DIR"))
 
 
+# Pooling configs: sentence-transformers >= 5 writes {"pooling_mode": "cls"} (or a list of modes, which it
+# concatenates); older versions wrote one boolean per mode. Only a single cls / max / mean is supported.
+_LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_POOLING_MODES = ("mean", "cls", "max")
+# Hugging Face writes model_max_length = int(1e30) when a tokenizer has no limit.
+_NO_LIMIT = 10**9
+
+
+def _pooling_mode(pool: Dict[str, Any], path: str) -> str:
+    mode = pool.get("pooling_mode")
+    if mode is None:
+        modes = [m for k, m in _LEGACY_POOLING_KEYS.items() if pool.get(k)]
+        mode = modes or ["mean"]
+    modes = [mode] if isinstance(mode, str) else list(mode)
+    if len(modes) != 1 or modes[0] not in _POOLING_MODES:
+        raise ValueError(f"{path}: pooling {'+'.join(map(str, modes))} is not supported "
+                         f"(one of {', '.join(_POOLING_MODES)})")
+    return modes[0]
+
+
 def _sentence_config(directory: str) -> Dict[str, Any]:
-    """Pooling mode, normalisation and max_seq_length of a sentence-transformers directory."""
-    out = {"pooling": "mean", "normalize": False, "max_seq_length": None}
+    """Pooling mode, normalisation, max_seq_length and lower-casing of a sentence-transformers directory."""
+    out: Dict[str, Any] = {"pooling": "mean", "normalize": False, "max_seq_length": None, "do_lower_case": False}
     modules_path = os.path.join(directory, "modules.json")
     if os.path.isfile(modules_path):
         with open(modules_path, encoding="utf-8") as f:
@@ -59,20 +89,27 @@ def _sentence_config(directory: str) -> Dict[str, Any]:
             if kind.endswith("Normalize"):
                 out["normalize"] = True
             elif kind.endswith("Pooling"):
-                with open(os.path.join(directory, m.get("path", ""), "config.json"), encoding="utf-8") as f:
-                    pool = json.load(f)
-                if pool.get("pooling_mode_cls_token"):
-                    out["pooling"] = "cls"
-                elif pool.get("pooling_mode_max_tokens"):
-                    out["pooling"] = "max"
-                elif pool.get("pooling_mode_mean_tokens", True):
-                    out["pooling"] = "mean"
-                if pool.get("pooling_mode_mean_sqrt_len_tokens") or pool.get("pooling_mode_weightedmean_tokens"):
-                    raise ValueError(f"{directory}: this pooling mode is not supported: {pool}")
+                path = os.path.join(directory, m.get("path", ""), "config.json")
+                with open(path, encoding="utf-8") as f:
+                    out["pooling"] = _pooling_mode(json.load(f), path)
+            elif not kind.endswith("Transformer"):
+                # Dense, LayerNorm, ... would change the embedding: refuse rather than silently skip them.
+                raise ValueError(f"{modules_path}: module {m.get('name', '?')!r} of type {kind!r} is not supported "
+                                 "(only Transformer, Pooling and Normalize)")
     sbert = os.path.join(directory, "sentence_bert_config.json")
     if os.path.isfile(sbert):
         with open(sbert, encoding="utf-8") as f:
-            out["max_seq_length"] = json.load(f).get("max_seq_length")
+            sb = json.load(f)
+        out["max_seq_length"] = sb.get("max_seq_length")
+        out["do_lower_case"] = bool(sb.get("do_lower_case", False))
+    if out["max_seq_length"] is None:
+        # sentence-transformers >= 5 keeps the limit in the tokenizer's config instead.
+        tc = os.path.join(directory, "tokenizer_config.json")
+        if os.path.isfile(tc):
+            with open(tc, encoding="utf-8") as f:
+                limit = json.load(f).get("model_max_length")
+            if isinstance(limit, (int, float)) and 0 < limit < _NO_LIMIT:
+                out["max_seq_length"] = int(limit)
     return out
 
 
@@ -93,8 +130,9 @@ class SentenceEncoder:
         sc = _sentence_config(directory)
         self.pooling: str = sc["pooling"]
         self.normalize: bool = sc["normalize"]
-        self.max_seq_length: int = int(min(sc["max_seq_length"] or config["max_positions"], config["max_positions"]))
+        self.do_lower_case: bool = sc["do_lower_case"]
         self._tokenizer = None
+        self.max_seq_length = sc["max_seq_length"] or config["max_positions"]
 
     @classmethod
     def from_pretrained(cls, name_or_path: str) -> "SentenceEncoder":
@@ -105,6 +143,19 @@ class SentenceEncoder:
     @property
     def dim(self) -> int:
         return int(self.config["d_model"])
+
+    @property
+    def max_seq_length(self) -> int:
+        """Longer sentences are truncated to this many tokens ([CLS] and [SEP] included) by encode()."""
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, n: int) -> None:
+        limit = int(self.config["max_positions"])
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+            raise ValueError(f"max_seq_length: expected an integer >= 2, got {n!r}")
+        self._max_seq_length = int(min(n, limit))
+        self._tokenizer = None  # re-created with the new truncation
 
     @property
     def num_threads(self) -> int:
@@ -135,10 +186,10 @@ class SentenceEncoder:
 
     def tokenize(self, sentences: Sequence[str]) -> List[List[int]]:
         """Token ids of each sentence ([CLS] ... [SEP]), truncated as sentence-transformers does."""
-        for i, s in enumerate(sentences):
-            if not isinstance(s, str):
-                raise TypeError(f"sentences[{i}]: expected a str, got {type(s).__name__}")
-        return [e.ids for e in self.tokenizer.encode_batch(list(sentences), add_special_tokens=True)]
+        sentences = _check_sentences(sentences)
+        if self.do_lower_case:  # sentence_bert_config.json's do_lower_case: lower-cased before tokenising
+            sentences = [s.lower() for s in sentences]
+        return [e.ids for e in self.tokenizer.encode_batch(sentences, add_special_tokens=True)]
 
     # embedding ---------------------------------------------------------------------------------
     def encode_ids(self, ids, lengths=None, *, normalize: Optional[bool] = None) -> np.ndarray:
@@ -167,11 +218,8 @@ class SentenceEncoder:
                progress: bool = False) -> np.ndarray:
         """Embeddings [N, D] of sentences, in input order. Sentences are sorted by length and batched so
         padding stays small; ``normalize`` defaults to the model's (True for all-MiniLM-L6-v2)."""
-        if isinstance(sentences, str):
-            raise TypeError("sentences: expected a list of str, got a single str (wrap it in a list)")
-        sentences = list(sentences)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        sentences = _check_sentences(sentences)
+        _check_size("batch_size", batch_size)
         ids = self.tokenize(sentences)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -196,15 +244,49 @@ class SentenceEncoder:
     def encode_iter(self, sentences: Iterable[str], *, batch_size: int = 32, chunk_size: int = 4096,
                     normalize: Optional[bool] = None) -> Iterator[np.ndarray]:
         """Streams over an iterable of any size: reads ``chunk_size`` sentences at a time and yields their
-        embeddings [<= chunk_size, D] in input order; memory stays bounded by one chunk."""
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size: expected an integer >= 1, got {chunk_size!r}")
-        it = iter(sentences)
+        embeddings [<= chunk_size, D] in input order; memory stays bounded by one chunk. The arguments are
+        checked here, before the first item is read; the items as their chunk is read."""
+        if isinstance(sentences, str) or sentences is None or not isinstance(sentences, Iterable):
+            _check_sentences(sentences)
+        _check_size("batch_size", batch_size)
+        _check_size("chunk_size", chunk_size)
+        return self._iter_chunks(iter(sentences), batch_size, chunk_size, normalize)
+
+    def _iter_chunks(self, it: Iterator[str], batch_size: int, chunk_size: int,
+                     normalize: Optional[bool]) -> Iterator[np.ndarray]:
         while True:
             chunk = list(itertools.islice(it, chunk_size))
             if not chunk:
                 return
             yield self.encode(chunk, batch_size=batch_size, normalize=normalize)
 
+    # pickling: (directory, options); the weights are read again from the directory on unpickling ----------
     def __reduce__(self):
-        return (SentenceEncoder, (self.directory,))
+        state = {"pooling": self.pooling, "normalize": self.normalize, "max_seq_length": self.max_seq_length,
+                 "do_lower_case": self.do_lower_case, "num_threads": self.num_threads}
+        return (SentenceEncoder, (self.directory,), state)
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.pooling = state["pooling"]
+        self.normalize = state["normalize"]
+        self.do_lower_case = state["do_lower_case"]
+        self.max_seq_length = state["max_seq_length"]
+        self.num_threads = state["num_threads"]
+
+
+def _check_sentences(sentences) -> List[str]:
+    """A list of the sentences; TypeError naming the first item that is not a str."""
+    if isinstance(sentences, str):
+        raise TypeError("sentences: expected a list of str, got a single str (wrap it in a list)")
+    if sentences is None or not isinstance(sentences, Iterable):
+        raise TypeError(f"sentences: expected a list of str, got {type(sentences).__name__}")
+    sentences = list(sentences)
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"sentences[{i}]: expected a str, got {type(s).__name__}")
+    return sentences
+
+
+def _check_size(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")

@@ -1,0 +1,114 @@
+"""Bad input to SentenceEncoder: each error says what was wrong and where."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import cpuformer
+
+
+@pytest.mark.parametrize("items, index, kind", [
+    (["ok", 3], 1, "int"),
+    (["ok", "fine", None], 2, "NoneType"),
+    ([b"bytes"], 0, "bytes"),
+    (["a", ["nested"]], 1, "list"),
+])
+def test_non_string_item(encoder, items, index, kind):
+    with pytest.raises(TypeError, match=rf"sentences\[{index}\]: expected a str, got {kind}"):
+        encoder.encode(items)
+    with pytest.raises(TypeError, match=rf"sentences\[{index}\]"):
+        encoder.tokenize(items)
+    with pytest.raises(TypeError, match=rf"sentences\[{index}\]"):
+        list(encoder.encode_iter(iter(items)))
+
+
+@pytest.mark.parametrize("bad", [None, 42])
+def test_not_a_list(encoder, bad):
+    with pytest.raises(TypeError, match="sentences: expected a list of str"):
+        encoder.encode(bad)
+    with pytest.raises(TypeError, match="sentences: expected a list of str"):
+        encoder.encode_iter(bad)
+
+
+def test_single_str(encoder):
+    with pytest.raises(TypeError, match="single str"):
+        encoder.encode("one sentence")
+    with pytest.raises(TypeError, match="single str"):
+        encoder.encode_iter("one sentence")
+
+
+def test_empty_list(encoder):
+    out = encoder.encode([])
+    assert out.shape == (0, 384) and out.dtype == np.float32
+    assert encoder.encode_ids([]).shape == (0, 384)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, True, None])
+def test_bad_batch_size(encoder, batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        encoder.encode(["x"], batch_size=batch_size)
+
+
+@pytest.mark.parametrize("chunk_size", [0, -3, 2.0, False])
+def test_bad_chunk_size(encoder, chunk_size):
+    with pytest.raises(ValueError, match="chunk_size"):
+        list(encoder.encode_iter(["x"], chunk_size=chunk_size))
+
+
+@pytest.mark.parametrize("n", [0, 1, -5, 2.5])
+def test_bad_max_seq_length(encoder, n):
+    with pytest.raises(ValueError, match="max_seq_length"):
+        encoder.max_seq_length = n
+    assert encoder.max_seq_length == 256
+
+
+def test_unknown_model_name():
+    with pytest.raises(FileNotFoundError, match=r"'no-such-model'.*neither a local directory nor a known"):
+        cpuformer.SentenceEncoder.from_pretrained("no-such-model")
+
+
+def test_directory_with_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing config\.json, model\.safetensors"):
+        cpuformer.SentenceEncoder.from_pretrained(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(FileNotFoundError) as info:
+        cpuformer.SentenceEncoder.from_pretrained(str(tmp_path))
+    assert "model.safetensors" in str(info.value) and "config.json" not in str(info.value).split("missing")[1]
+
+
+def test_missing_tokenizer_only_matters_for_text(tmp_path, model_dir, encoder):
+    for name in ("config.json", "model.safetensors"):
+        os.symlink(os.path.join(model_dir, name), tmp_path / name)
+    enc = cpuformer.SentenceEncoder.from_pretrained(str(tmp_path))
+    ids = encoder.tokenize(["token ids still work"])
+    assert np.array_equal(enc.encode_ids(ids, normalize=True), encoder.encode_ids(ids))
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        enc.encode(["text needs the tokenizer"])
+
+
+@pytest.mark.parametrize("bad_id", [30522, 10**9, -1])
+def test_ids_out_of_range(encoder, bad_id):
+    with pytest.raises(IndexError, match=rf"token id {bad_id} \(sentence 1, position 2\).*vocabulary of 30522"):
+        encoder.encode_ids([[101, 102], [101, 2000, bad_id, 102]])
+
+
+def test_bad_ids(encoder):
+    with pytest.raises(TypeError, match="integer"):
+        encoder.encode_ids(np.array([[101.0, 102.0]]))
+    with pytest.raises(ValueError, match="empty"):
+        encoder.encode_ids([[101, 102], []])
+    with pytest.raises(ValueError, match="lengths"):
+        encoder.encode_ids(np.array([[101, 102]]), [3])
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        encoder.encode_ids([[101] * 600])
+
+
+def test_error_leaves_encoder_usable(encoder):
+    before = encoder.encode(["still fine"])
+    with pytest.raises(IndexError):
+        encoder.encode_ids([[101, 99999, 102]])
+    assert np.array_equal(encoder.encode(["still fine"]), before)
