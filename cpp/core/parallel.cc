@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <atomic>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define CPUFORMER_HAVE_ATFORK 1
+#endif
+
 #include "core/check.h"
 
 #ifdef CPUFORMER_WITH_OPENMP
@@ -12,7 +17,25 @@
 namespace cpuformer {
 namespace {
 std::atomic<int> g_num_threads{0};  // 0 = not yet initialised
+
+// libgomp's thread pool does not survive fork(): a child that enters a parallel region the parent had
+// used hangs forever (gunicorn, multiprocessing's default start method on Linux). A forked child
+// therefore runs everything on its calling thread.
+std::atomic<bool> g_forked_child{false};
+
+void mark_forked_child() { g_forked_child.store(true, std::memory_order_relaxed); }
+
+bool register_fork_handler() {
+#ifdef CPUFORMER_HAVE_ATFORK
+  pthread_atfork(nullptr, nullptr, &mark_forked_child);
+#endif
+  return true;
+}
+
+const bool g_fork_handler_registered = register_fork_handler();
 }  // namespace
+
+bool in_forked_child() { return g_forked_child.load(std::memory_order_relaxed); }
 
 int default_num_threads() {
 #ifdef CPUFORMER_WITH_OPENMP
@@ -23,6 +46,7 @@ int default_num_threads() {
 }
 
 int get_num_threads() {
+  if (in_forked_child()) return 1;
   int n = g_num_threads.load(std::memory_order_relaxed);
   if (n == 0) {
     n = default_num_threads();
@@ -58,6 +82,7 @@ int thread_index() {
 void parallel_for(Index count, const std::function<void(Index, Index)>& body, int threads) {
   if (count <= 0) return;
   if (threads <= 0) threads = get_num_threads();
+  if (in_forked_child()) threads = 1;
   threads = static_cast<int>(std::min<Index>(threads, count));
 #ifdef CPUFORMER_WITH_OPENMP
   if (threads > 1 && !omp_in_parallel()) {

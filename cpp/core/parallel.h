@@ -11,13 +11,18 @@
 namespace cpuformer {
 
 int default_num_threads();        // what OpenMP would use: OMP_NUM_THREADS or the CPUs we may run on
-int get_num_threads();            // the current setting
+int get_num_threads();            // the current setting (1 in a process forked from one that used threads)
 void set_num_threads(int count);  // count >= 1
 bool openmp_enabled();
 
 // Calls body(begin, end) on disjoint chunks covering [0, count); `threads` <= 0 means get_num_threads().
 // Chunks are contiguous and at most one per thread, so callers may keep per-call scratch per chunk.
+// body must not throw (an exception cannot leave an OpenMP region).
 void parallel_for(Index count, const std::function<void(Index, Index)>& body, int threads = 0);
+
+// True in a child created by fork() after cpuformer was loaded: OpenMP's thread pool does not survive
+// fork, so such a child runs single-threaded instead of hanging.
+bool in_forked_child();
 
 // Index of the calling thread inside parallel_for's body (0 when inline).
 int thread_index();
