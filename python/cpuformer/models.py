@@ -147,7 +147,9 @@ class _Model:
             config = TransformerConfig.from_dict(json.loads(meta["config"]))
         except (json.JSONDecodeError, TypeError) as e:
             raise ValueError(f"{path}: malformed config in metadata: {e}") from None
-        return cls(config, tensors)
+        model = cls(config, tensors)
+        model._path = os.path.abspath(path)
+        return model
 
     # running ---------------------------------------------------------------------------------------
     @property
@@ -186,7 +188,24 @@ class _Model:
         return self.forward(*args, **kwargs)
 
     def __reduce__(self):
-        raise TypeError(f"{type(self).__name__} cannot be pickled directly; save() it and load() it in the worker")
+        # A model loaded from a file pickles as its path (the worker maps the same file); one built in
+        # memory pickles as its config and float32 weights. Thread settings travel along.
+        path = getattr(self, "_path", None)
+        if path is not None and os.path.isfile(path):
+            return (_restore_from_path, (type(self), path, self.num_threads))
+        return (_restore_from_weights, (type(self), self.config.to_dict(), self.state_dict(), self.num_threads))
+
+
+def _restore_from_path(cls, path: str, num_threads: int):
+    model = cls.load(path)
+    model.num_threads = num_threads
+    return model
+
+
+def _restore_from_weights(cls, config: Dict[str, Any], state_dict: Mapping[str, np.ndarray], num_threads: int):
+    model = cls(TransformerConfig.from_dict(config), state_dict)
+    model.num_threads = num_threads
+    return model
 
 
 def _save(model: _Model, path: str, state_dict: Mapping[str, np.ndarray]) -> None:

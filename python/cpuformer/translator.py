@@ -172,7 +172,9 @@ class Translator:
             generation = json.loads(meta.get("generation", "{}"))
         except (KeyError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: malformed metadata ({e})") from None
-        return cls(config, tensors, generation)
+        translator = cls(config, tensors, generation)
+        translator._path = os.path.abspath(path)
+        return translator
 
     # running ---------------------------------------------------------------------------------------
     @property
@@ -217,7 +219,10 @@ class Translator:
         ids, lens = _source_batch(source_ids, lengths)
         d = self.generation_defaults
         beam = _positive_int(d.get("beam_size", 1) if beam_size is None else beam_size, "beam_size")
-        max_len = _positive_int(d.get("max_length", 256) if max_length is None else max_length, "max_length")
+        # Default: the checkpoint's generation config, else 256 capped by the positions the model has (a
+        # model with 64 positions must still translate with default arguments).
+        default_max = d.get("max_length", min(256, int(self.config.get("max_positions", 256))))
+        max_len = _positive_int(default_max if max_length is None else max_length, "max_length")
         min_len = _positive_int(min_length, "min_length", 0)
         if min_len > max_len:
             raise ValueError(f"min_length: expected <= max_length ({max_len}), got {min_len}")
@@ -254,4 +259,21 @@ class Translator:
         return self._core.forward_log_probs(src, slen, tgt, tlen)
 
     def __reduce__(self):
-        raise TypeError("Translator cannot be pickled directly; save() it and load() it in the worker")
+        # Loaded from a file: pickles as its path (the worker maps the same file); otherwise as its config,
+        # weights and generation defaults.
+        path = getattr(self, "_path", None)
+        if path is not None and os.path.isfile(path):
+            return (_restore_from_path, (path, self.num_threads))
+        return (_restore_from_weights, (self.config, self._weights, self.generation_defaults, self.num_threads))
+
+
+def _restore_from_path(path: str, num_threads: int) -> Translator:
+    t = Translator.load(path)
+    t.num_threads = num_threads
+    return t
+
+
+def _restore_from_weights(config, weights, generation, num_threads: int) -> Translator:
+    t = Translator(config, weights, generation)
+    t.num_threads = num_threads
+    return t
