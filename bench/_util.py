@@ -432,3 +432,17 @@ def fmt_num(x: Optional[float], digits: int = 1) -> str:
     if x >= 1000:
         return f"{x:,.0f}"
     return f"{x:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Memory
+
+
+def peak_rss_mb() -> Optional[float]:
+    """This process's peak resident set size (ru_maxrss) in MiB, or None where unknown."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0  # bytes on macOS, KiB on Linux
