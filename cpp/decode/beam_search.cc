@@ -74,11 +74,12 @@ DecodingResult beam_search(Seq2SeqModel& model, const std::int64_t* src_ids, Ind
     model.step(st, tokens.data());
     float* logits = st.logits.data();
     for (Index r = 0; r < st.rows; ++r) process_log_probs(logits + r * vocab, vocab, t, o);
-    // Rank continuations per live sentence (independent: split across threads).
+    // Rank continuations per live sentence (independent: split across the model's threads, not the
+    // process default, so that a model set to one thread never starts a parallel region).
     parallel_for(batch, [&](Index b0, Index b1) {
       for (Index b = b0; b < b1; ++b)
         if (!sentences[b].done) top_candidates(sentences[b], logits, vocab, 2 * beam, candidates[b]);
-    });
+    }, model.num_threads());
     const bool at_limit = t + 1 >= o.max_length;
     std::vector<Index> sources;
     std::vector<std::int64_t> next_tokens;

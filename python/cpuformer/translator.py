@@ -38,6 +38,13 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
     return value
 
 
+def _seed(value) -> int:
+    value = _positive_int(value, "seed", 0)
+    if value >= 2**64:
+        raise ValueError(f"seed: expected an integer below 2**64, got {value}")
+    return value
+
+
 def _source_batch(source_ids, lengths) -> tuple:
     """(ids int64 [B, S] C-contiguous, lengths int64 [B])."""
     if isinstance(source_ids, np.ndarray):
@@ -213,7 +220,8 @@ class Translator:
         ``num_hypotheses`` such lists, best first; with ``return_scores``, ``(ids, scores)``.
 
         Search: beam search when ``beam_size > 1``; sampling when any of ``sampling_topk``,
-        ``sampling_topp`` or ``temperature`` is given (reproducible with ``seed``; top-k = 1 is greedy);
+        ``sampling_topp`` or ``temperature`` is given (reproducible with ``seed``, else seeded afresh on
+        each call; sentence i draws from a generator seeded with (seed, i); top-k = 1 is greedy);
         greedy otherwise. Beam scores are ``sum(log p) / length ** length_penalty``; greedy and sampling
         scores are ``sum(log p)``."""
         ids, lens = _source_batch(source_ids, lengths)
@@ -239,7 +247,8 @@ class Translator:
             "sampling_topk": _positive_int(sampling_topk, "sampling_topk", 0) if sampling_topk is not None else 0,
             "sampling_topp": float(sampling_topp) if sampling_topp is not None else 1.0,
             "temperature": float(temperature) if temperature is not None else 1.0,
-            "seed": _positive_int(seed, "seed", 0) if seed is not None else 0,
+            # No seed: a fresh one per call (sampling twice must not return the same draw every time).
+            "seed": _seed(seed) if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1,
             "force_eos_at_max_length": bool(d.get("force_eos_at_max_length", False)),
             "suppress_ids": [int(i) for i in (d.get("suppress_ids", []) if suppress_ids is None else suppress_ids)],
             "eos_id": int(self.config["eos_id"]),
