@@ -8,10 +8,11 @@
 namespace cpuformer {
 namespace {
 
-// Rows per task so that a task moves at least ~64 KiB (threads cost more than tiny rows).
+// Below ~64 K elements (tens of microseconds of work) a row-wise op stays on the calling thread: waking
+// another costs more than it saves.
 int threads_for(Index rows, Index n, int threads) {
   const Index work = rows * std::max<Index>(n, 1);
-  if (work < 16 * 1024) return 1;
+  if (work < 64 * 1024) return 1;
   return threads;
 }
 
