@@ -108,11 +108,12 @@ class Translator:
         ours = os.path.join(path, "model.cpuformer.safetensors")
         if os.path.isfile(ours):
             return cls.load(ours)
-        if _marian.is_marian_directory(path):
+        if os.path.isfile(os.path.join(path, "config.json")):
+            # convert() names what is wrong: invalid JSON, another model_type, missing weights.
             config, weights, defaults = _marian.convert(path)
             return cls(config, weights, defaults)
-        raise ValueError(f"{path}: neither a Marian checkpoint (config.json with model_type 'marian') nor a "
-                         f"directory with model.cpuformer.safetensors")
+        raise FileNotFoundError(f"{path}: neither a Marian checkpoint (no config.json) nor a directory with "
+                                f"model.cpuformer.safetensors")
 
     @classmethod
     def from_transformer(cls, module, src_embedding, *, tgt_embedding=None, output_projection=None,

@@ -173,13 +173,18 @@ def test_from_pretrained_errors(demo_dir, tmp_path):
         cpuformer.Translator.from_pretrained(str(tmp_path / "missing"))
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="neither a Marian checkpoint"):  # no config.json
+    with pytest.raises(FileNotFoundError, match="no config.json"):
         cpuformer.Translator.from_pretrained(str(empty))
     bert = tmp_path / "bert"
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(ValueError, match="neither a Marian checkpoint"):
+    with pytest.raises(ValueError, match="model_type is 'bert', expected 'marian'"):
         cpuformer.Translator.from_pretrained(str(bert))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        cpuformer.Translator.from_pretrained(str(broken))
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()
     shutil.copy(os.path.join(demo_dir, "config.json"), no_weights)
