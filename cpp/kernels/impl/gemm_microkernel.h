@@ -43,13 +43,6 @@ struct GemmMicroKernels {
         for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
     }
     for (Index p = 0; p < k; ++p) {
-#ifdef EXP_PREFETCH
-      if constexpr (kPackedA) {
-        __builtin_prefetch(b + EXP_PREFETCH * ldb, 0, 3);
-        if constexpr (NR * 4 > 64) __builtin_prefetch(b + EXP_PREFETCH * ldb + 16, 0, 3);
-        __builtin_prefetch(a + (p + EXP_PREFETCH) * MR, 0, 3);
-      }
-#endif
       R bv[NV];
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) bv[v] = kFullN ? V::loadu(b + v * W) : V::load_mask(b + v * W, mask[v]);
