@@ -73,8 +73,10 @@ CHECK_SENTENCES = 200  # the warm-up pass embeds the first 200 (all with --quick
 BATCHES = (32, 128)
 # Embeddings are unit vectors; fp32 implementations agree to ~1e-6. Above this one is wrong, not rounded.
 MAX_ABS_DIFF = 1e-4
-# A result whose slowest pass is this far above its fastest was disturbed by other work on the machine.
+# A result whose slowest pass is this far above its fastest was disturbed by other work on the machine; so
+# was a 1-thread pass whose process got less than this share of a CPU (CPU time / wall time).
 NOISY_SPREAD = 1.3
+MIN_ON_CPU = 0.85
 
 # ---------------------------------------------------------------------------------------------------------
 # The corpus (pure Python: the parent builds it and writes it for the children)
@@ -465,12 +467,13 @@ def child_main(config: dict) -> int:
                         reply[f"{name}_same_as_first"] = bool(np.array_equal(out, first))
                 _util.send(proto, {"times_s": reply, "rss_mb": _rss_mb()})
             elif cmd == "pass":
-                times = {}
+                times, cpu = {}, {}
                 for name, run in runs.items():
-                    t0 = perf()
+                    c0, t0 = time.process_time(), perf()
                     run(corpus, req["batch"])
                     times[name] = perf() - t0
-                _util.send(proto, {"times_s": times, "rss_mb": _rss_mb()})
+                    cpu[name] = time.process_time() - c0  # all threads of this process
+                _util.send(proto, {"times_s": times, "cpu_s": cpu, "rss_mb": _rss_mb()})
             elif cmd == "latency":
                 res = {}
                 for name, one in ones.items():
@@ -611,6 +614,7 @@ def _run_threads(script, args, threads, workdir, manifest, results, errors, info
                     for variant, dt in reply["times_s"].items():
                         r = rec(variant)
                         r["passes"][batch].append(dt)
+                        r.setdefault("on_cpu", {}).setdefault(batch, []).append(reply["cpu_s"][variant] / (threads * dt))
                         r["rss_mb"] = max(r["rss_mb"], reply["rss_mb"])
                 print(f"[threads={threads}] pass {rep + 1}/{args.repeats} batch {batch} done",
                       file=sys.stderr, flush=True)
@@ -653,7 +657,9 @@ def build_table(results: dict, args, variants: list, flops: float, per_core: flo
                     cells += ["n/a", "n/a"]
                     continue
                 med = statistics.median(p)
-                mark = " †" if len(p) > 1 and max(p) / min(p) > NOISY_SPREAD else ""
+                share = min(r.get("on_cpu", {}).get(b) or [1.0])
+                disturbed = (len(p) > 1 and max(p) / min(p) > NOISY_SPREAD) or (t == 1 and share < MIN_ON_CPU)
+                mark = " †" if disturbed else ""
                 gf = flops / med * 1e-9
                 cells += [f"{args.n_sentences / med:,.0f}{mark}", f"{gf:.1f} ({100 * gf / peak:.0f}%)"]
             lat = r.get("latency")
@@ -772,7 +778,9 @@ def parent_main(args) -> int:
     table = build_table(results, args, variants, flops, per_core)
     print(table)
     if "†" in table:
-        print(f"\n† passes differ by more than {NOISY_SPREAD:g}x: another process used a core; rerun or raise --repeats.")
+        print(f"\n† disturbed: at 1 thread the process was on a CPU less than {MIN_ON_CPU:.0%} of the pass (CPU time / "
+              f"wall time), or passes differ by more than {NOISY_SPREAD:g}x; another process used the core. Rerun, "
+              "or raise --repeats.")
 
     if args.json:
         out = []
@@ -786,7 +794,8 @@ def parent_main(args) -> int:
                 med = statistics.median(p)
                 gf = flops / med * 1e-9
                 out.append(dict(common, benchmark="embed_throughput", batch=b, shape=[args.n_sentences, b],
-                                median_s=med, min_s=min(p), passes_s=p, sentences_per_s=args.n_sentences / med,
+                                median_s=med, min_s=min(p), passes_s=p, on_cpu_share=r.get("on_cpu", {}).get(b),
+                                sentences_per_s=args.n_sentences / med,
                                 gflops=gf, pct_peak=100 * gf / (per_core * t)))
             lat = r.get("latency")
             if lat:
