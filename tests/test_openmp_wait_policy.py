@@ -1,4 +1,4 @@
-"""cpuformer makes OpenMP threads sleep (not spin) while waiting, unless the user chose a policy."""
+"""cpuformer makes OpenMP threads spin only briefly before sleeping, unless the user chose a policy."""
 
 import os
 import subprocess
@@ -12,8 +12,8 @@ def _run(env_extra):
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
 
 
-def test_default_is_passive():
-    assert _run({}) == ["PASSIVE", "None"]
+def test_default_is_a_short_spin():
+    assert _run({}) == ["None", "10000"]
 
 
 def test_user_choice_is_kept():

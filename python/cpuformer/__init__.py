@@ -2,13 +2,15 @@
 
 import os as _os
 
-# OpenMP threads that spin while they wait for work burn the time slices of the threads they wait for
-# whenever the machine is shared (other processes, other thread pools): decoding, with thousands of short
-# parallel regions per call, then ran 5-10x slower on 2 threads than on 1. Sleeping waits cost a few
-# microseconds per region and none of that. The OpenMP runtime reads this once, when it is loaded (by
-# cpuformer's extension, just below); set OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself to choose otherwise.
+# How OpenMP threads wait for work. libgomp's default spins for ~300k iterations, which on a shared
+# machine burns the time slices of the very threads it waits for: 2-thread decoding ran 5-10x slower than
+# 1-thread. Sleeping at once (OMP_WAIT_POLICY=passive) is robust but adds a futex wake-up to every parallel
+# region (2x slower small GEMMs and single-sentence latency on an idle machine). A short spin, then sleep,
+# measured within ~10% of the better of the two on an idle machine and at most ~2x off under contention.
+# The runtime reads this once, when cpuformer's extension loads it (just below); set OMP_WAIT_POLICY or
+# GOMP_SPINCOUNT yourself to choose otherwise.
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
-    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
 
 from . import ops
 from ._core import PackedWeight
