@@ -34,14 +34,7 @@ class PyBert {
       else stacks[item.first] = item.second;
     }
     c.transformer = parse_transformer_config(stacks);
-    WeightMap map;
-    for (auto item : weights) {
-      const std::string name = py::str(item.first);
-      CPUFORMER_CHECK(py::isinstance<FloatArray>(item.second), "state_dict: '", name,
-                      "' must be a C-contiguous float32 array");
-      auto arr = py::reinterpret_borrow<FloatArray>(item.second);
-      map.add(name, arr.data(), std::vector<Index>(arr.shape(), arr.shape() + arr.ndim()));
-    }
+    const WeightMap map = weight_map(weights);
     py::gil_scoped_release release;
     model_ = std::make_unique<BertModel>(c, map);
   }

@@ -63,15 +63,7 @@ class PyTransformer {
  public:
   PyTransformer(const py::dict& config, const py::dict& weights, const std::string& part) {
     const TransformerConfig c = parse_transformer_config(config);
-    WeightMap map;
-    for (auto item : weights) {
-      const std::string name = py::str(item.first);
-      CPUFORMER_CHECK(py::isinstance<FloatArray>(item.second), "state_dict: '", name,
-                      "' must be a C-contiguous float32 array");
-      auto arr = py::reinterpret_borrow<FloatArray>(item.second);
-      std::vector<Index> shape(arr.shape(), arr.shape() + arr.ndim());
-      map.add(name, arr.data(), std::move(shape));
-    }
+    const WeightMap map = weight_map(weights);
     const TransformerPart p = parse_part(part);
     py::gil_scoped_release release;
     model_ = std::make_unique<TransformerModel>(c, map, p);

@@ -46,18 +46,6 @@ Seq2SeqConfig parse_seq2seq_config(const py::dict& d) {
   return c;
 }
 
-WeightMap weight_map(const py::dict& weights) {
-  WeightMap map;
-  for (auto item : weights) {
-    const std::string name = py::str(item.first);
-    CPUFORMER_CHECK(py::isinstance<FloatArray>(item.second), "state_dict: '", name,
-                    "' must be a C-contiguous float32 array");
-    auto arr = py::reinterpret_borrow<FloatArray>(item.second);
-    map.add(name, arr.data(), std::vector<Index>(arr.shape(), arr.shape() + arr.ndim()));
-  }
-  return map;
-}
-
 DecodingOptions parse_options(const py::dict& d) {
   DecodingOptions o;
   for (auto item : d) {

@@ -1,10 +1,12 @@
-// Config dictionaries from Python to C++ structs, shared by the model bindings. Unknown keys are errors.
+// Config dictionaries and weight dictionaries from Python to C++, shared by the model bindings.
+// Unknown config keys are errors.
 #pragma once
 
 #include <string>
 
 #include "bindings/array_views.h"
 #include "model/transformer_config.h"
+#include "model/weight_map.h"
 
 namespace cpuformer::bindings {
 
@@ -36,6 +38,19 @@ inline TransformerConfig parse_transformer_config(const py::dict& d) {
     else CPUFORMER_CHECK(false, "config: unknown key '", key, "'");
   }
   return c;
+}
+
+// A WeightMap viewing a dict of name -> C-contiguous float32 arrays (the arrays must outlive its use).
+inline WeightMap weight_map(const py::dict& weights) {
+  WeightMap map;
+  for (auto item : weights) {
+    const std::string name = py::str(item.first);
+    CPUFORMER_CHECK(py::isinstance<FloatArray>(item.second), "state_dict: '", name,
+                    "' must be a C-contiguous float32 array");
+    auto arr = py::reinterpret_borrow<FloatArray>(item.second);
+    map.add(name, arr.data(), std::vector<Index>(arr.shape(), arr.shape() + arr.ndim()));
+  }
+  return map;
 }
 
 }  // namespace cpuformer::bindings

@@ -94,6 +94,21 @@ def _activation_name(act) -> str:
     raise ValueError(f"activation: {act!r} is not supported (relu, gelu, gelu_tanh or silu)")
 
 
+def _config_from_torch_layer(layer, **stacks) -> TransformerConfig:
+    """A config from one torch encoder/decoder layer (shapes, activation, norms) plus the stack fields."""
+    return TransformerConfig(
+        d_model=layer.self_attn.embed_dim,
+        nhead=layer.self_attn.num_heads,
+        dim_feedforward=layer.linear1.out_features,
+        activation=_activation_name(layer.activation),
+        layer_norm_eps=layer.norm1.eps,
+        batch_first=layer.self_attn.batch_first,
+        norm_first=layer.norm_first,
+        bias=layer.linear1.bias is not None,
+        **stacks,
+    )
+
+
 def _state_dict_arrays(state_dict: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     out = {}
     for name, value in state_dict.items():
@@ -237,20 +252,9 @@ class TransformerEncoder(_KeepsWeights):
     @classmethod
     def from_torch(cls, module) -> "TransformerEncoder":
         """From a torch.nn.TransformerEncoder (its layers must be nn.TransformerEncoderLayer)."""
-        layer = module.layers[0]
-        config = TransformerConfig(
-            d_model=layer.self_attn.embed_dim,
-            nhead=layer.self_attn.num_heads,
-            num_encoder_layers=len(module.layers),
-            num_decoder_layers=0,
-            dim_feedforward=layer.linear1.out_features,
-            activation=_activation_name(layer.activation),
-            layer_norm_eps=layer.norm1.eps,
-            batch_first=layer.self_attn.batch_first,
-            norm_first=layer.norm_first,
-            bias=layer.linear1.bias is not None,
-            encoder_final_norm=module.norm is not None,
-            decoder_final_norm=False,
+        config = _config_from_torch_layer(
+            module.layers[0], num_encoder_layers=len(module.layers), num_decoder_layers=0,
+            encoder_final_norm=module.norm is not None, decoder_final_norm=False,
         )
         return cls(config, module.state_dict())
 
@@ -274,20 +278,9 @@ class TransformerDecoder(_KeepsWeights):
     @classmethod
     def from_torch(cls, module) -> "TransformerDecoder":
         """From a torch.nn.TransformerDecoder (its layers must be nn.TransformerDecoderLayer)."""
-        layer = module.layers[0]
-        config = TransformerConfig(
-            d_model=layer.self_attn.embed_dim,
-            nhead=layer.self_attn.num_heads,
-            num_encoder_layers=0,
-            num_decoder_layers=len(module.layers),
-            dim_feedforward=layer.linear1.out_features,
-            activation=_activation_name(layer.activation),
-            layer_norm_eps=layer.norm1.eps,
-            batch_first=layer.self_attn.batch_first,
-            norm_first=layer.norm_first,
-            bias=layer.linear1.bias is not None,
-            encoder_final_norm=False,
-            decoder_final_norm=module.norm is not None,
+        config = _config_from_torch_layer(
+            module.layers[0], num_encoder_layers=0, num_decoder_layers=len(module.layers),
+            encoder_final_norm=False, decoder_final_norm=module.norm is not None,
         )
         return cls(config, module.state_dict())
 
@@ -336,19 +329,9 @@ class Transformer(_KeepsWeights):
     @classmethod
     def from_torch(cls, module) -> "Transformer":
         """From a torch.nn.Transformer."""
-        enc = module.encoder.layers[0]
-        config = TransformerConfig(
-            d_model=module.d_model,
-            nhead=module.nhead,
-            num_encoder_layers=len(module.encoder.layers),
-            num_decoder_layers=len(module.decoder.layers),
-            dim_feedforward=enc.linear1.out_features,
-            activation=_activation_name(enc.activation),
-            layer_norm_eps=enc.norm1.eps,
-            batch_first=module.batch_first,
-            norm_first=enc.norm_first,
-            bias=enc.linear1.bias is not None,
-            encoder_final_norm=module.encoder.norm is not None,
+        config = _config_from_torch_layer(
+            module.encoder.layers[0], num_encoder_layers=len(module.encoder.layers),
+            num_decoder_layers=len(module.decoder.layers), encoder_final_norm=module.encoder.norm is not None,
             decoder_final_norm=module.decoder.norm is not None,
         )
         return cls(config, module.state_dict())
