@@ -50,6 +50,25 @@ struct Vec {
   static CmpMask lt(Reg a, Reg b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
   static CmpMask gt(Reg a, Reg b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
   static Reg select(CmpMask m, Reg if_true, Reg if_false) { return _mm256_blendv_ps(if_false, if_true, m); }
+  // In-register 8 × 8 transpose: r[i] lane j becomes r[j] lane i.
+  static void transpose(Reg (&r)[kWidth]) {
+    Reg t[8], s[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // s[4h + j], 128-bit lane l: column 4l + j of rows 4h .. 4h + 3.
+    for (int h = 0; h < 2; ++h) {
+      s[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+      s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+      s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+      s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {
+      r[j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x20);
+      r[4 + j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x31);
+    }
+  }
   static float hsum(Reg a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

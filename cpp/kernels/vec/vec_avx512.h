@@ -49,6 +49,33 @@ struct Vec {
   static CmpMask lt(Reg a, Reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
   static CmpMask gt(Reg a, Reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
   static Reg select(CmpMask m, Reg if_true, Reg if_false) { return _mm512_mask_blend_ps(m, if_false, if_true); }
+  // In-register 16 × 16 transpose: r[i] lane j becomes r[j] lane i (unpack 32-bit, unpack 64-bit, then
+  // two rounds of 128-bit lane shuffles).
+  static void transpose(Reg (&r)[kWidth]) {
+    Reg t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4g + j], 128-bit lane l: column 4l + j of rows 4g .. 4g + 3.
+    for (int g = 0; g < 4; ++g) {
+      const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+      const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+      u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; ++j) {
+      const Reg even_lo = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), odd_lo = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+      const Reg even_hi = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+      const Reg odd_hi = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+      r[j] = _mm512_shuffle_f32x4(even_lo, even_hi, 0x88);
+      r[8 + j] = _mm512_shuffle_f32x4(even_lo, even_hi, 0xDD);
+      r[4 + j] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0x88);
+      r[12 + j] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0xDD);
+    }
+  }
   static float hsum(Reg a) {
     // Fixed pairwise order (not _mm512_reduce_add_ps, whose order is the compiler's choice).
     __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));

@@ -29,6 +29,8 @@ struct Vec {
     if (n > 0) *p = v;
   }
 
+  static void transpose(Reg (&)[kWidth]) {}  // a 1 × 1 block is its own transpose
+
   // Lanes [0, n) of v, zeros elsewhere.
   static Reg keep_head(Reg v, int n) { return n > 0 ? v : 0.0f; }
   static Reg add(Reg a, Reg b) { return a + b; }
