@@ -40,7 +40,7 @@ def use_threads(n: int):
 
 
 def blocking(isa: str) -> dict:
-    """The GEMM blocking (mr, nr, kc, mc) of an ISA's kernel table."""
+    """The GEMM blocking (mr, nr, kc, mc, nc, mb) of an ISA's kernel table."""
     with use_isa(isa):
         return dict(cpuformer.build_info()["gemm_blocking"])
 

@@ -53,6 +53,8 @@ void bind_runtime(py::module_& m) {
     gemm["nr"] = g.nr;
     gemm["kc"] = g.kc;
     gemm["mc"] = g.mc;
+    gemm["nc"] = g.nc;
+    gemm["mb"] = g.mb;
     info["gemm_blocking"] = gemm;
     return info;
   });

@@ -29,8 +29,10 @@ using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float
 struct GemmBlocking {
   int mr;  // rows of the register tile
   int nr;  // columns of the register tile (a multiple of the vector width)
-  int kc;  // depth of a packed block (B micro-panel kc × nr stays in L1)
-  int mc;  // rows of packed A per block (mc × kc stays in L2)
+  int kc;  // depth of a packed block
+  int mc;  // rows of packed A per block (mc × kc stays in L2 while the panels of a B block pass)
+  int nc;  // panels of B per block (kc × nc · nr stays in L2 while all row blocks pass)
+  int mb;  // rows of A packed at once (a multiple of mc): reuses each B block mb / mr times
 };
 
 struct KernelTable {

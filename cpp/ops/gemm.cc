@@ -88,28 +88,47 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
   }
 }
 
-// Rows [row0, row0 + rows) × panels [j0, j1), A packed per (mc × kc) block into this thread's scratch.
+// Rows [row0, row0 + rows) × panels [j0, j1), A packed into this thread's scratch. BLIS's loop nest
+// around the micro-kernel, with B already packed:
+//   row chunks of `mb` rows  → K blocks of kc (pack the chunk's A block once: mb × kc floats)
+//   → column blocks of nc    (the kc × nc block of B, read from L3 or memory once per row chunk, stays in L2)
+//   → row blocks of mc       (the mc × kc block of packed A, from L2)
+//   → panels of nr           (one kc × nr panel of B, reused by every mr-row tile of the block)
+//   → tiles of mr rows.
+// Without the nc level a wide B (the vocabulary projection) streams from memory once per mc rows and
+// the product becomes bandwidth-bound; without the mb chunk A would be packed once per column block.
 void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
-  const GemmBlocking& g = pb.kernels->gemm;
+  GemmBlocking g = pb.kernels->gemm;
+  // A wide B (many column blocks) pays for a long A chunk that spills L2; a narrow one does not.
+  if (j1 - j0 <= 4 * g.nc) g.mb = 2 * g.mc;
+  const Index chunk_rows = std::min<Index>(g.mb, (rows + g.mr - 1) / g.mr * g.mr);
   thread_local AlignedBuffer scratch;
-  float* a_packed = scratch.reserve(static_cast<std::size_t>((g.mc + g.mr) * g.kc));
-  for (Index m0 = 0; m0 < rows; m0 += g.mc) {
-    const Index mc_b = std::min<Index>(g.mc, rows - m0);
+  float* a_packed = scratch.reserve(static_cast<std::size_t>(chunk_rows * g.kc));
+  for (Index r0 = 0; r0 < rows; r0 += g.mb) {
+    const Index chunk = std::min<Index>(g.mb, rows - r0);
     for (Index k0 = 0; k0 < pb.k; k0 += g.kc) {
       const Index kc_b = std::min<Index>(g.kc, pb.k - k0);
       const bool last = k0 + kc_b >= pb.k;
-      pb.kernels->pack_a(pb.a + (row0 + m0) * pb.lda + k0, pb.lda, mc_b, kc_b, a_packed);
-      for (Index j = j0; j < j1; ++j) {
-        const Index col0 = j * g.nr;
-        const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
-        const float* bp = pb.b.panel(k0, j, g.nr);
-        for (Index i0 = 0; i0 < mc_b; i0 += g.mr) {
-          const int tile_rows = static_cast<int>(std::min<Index>(g.mr, mc_b - i0));
-          float* c = pb.out.c + (row0 + m0 + i0) * pb.out.ldc + col0;
-          prefetch_tile(c + g.mr * pb.out.ldc, std::min<Index>(g.mr, mc_b - i0 - tile_rows), pb.out.ldc, cols);
-          pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), c,
-                                                   pb.out.ldc, cols, k0 > 0);
-          if (last) epilogue(pb, row0 + m0 + i0, tile_rows, col0, cols);
+      pb.kernels->pack_a(pb.a + (row0 + r0) * pb.lda + k0, pb.lda, chunk, kc_b, a_packed);
+      for (Index jc = j0; jc < j1; jc += g.nc) {
+        const Index jc_end = std::min<Index>(j1, jc + g.nc);
+        for (Index m0 = 0; m0 < chunk; m0 += g.mc) {
+          const Index mc_b = std::min<Index>(g.mc, chunk - m0);
+          for (Index j = jc; j < jc_end; ++j) {
+            const Index col0 = j * g.nr;
+            const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
+            const float* bp = pb.b.panel(k0, j, g.nr);
+            for (Index i0 = m0; i0 < m0 + mc_b; i0 += g.mr) {
+              const int tile_rows = static_cast<int>(std::min<Index>(g.mr, m0 + mc_b - i0));
+              const Index row = row0 + r0 + i0;
+              float* c = pb.out.c + row * pb.out.ldc + col0;
+              prefetch_tile(c + g.mr * pb.out.ldc, std::min<Index>(g.mr, m0 + mc_b - i0 - tile_rows), pb.out.ldc,
+                            cols);
+              pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), c,
+                                                       pb.out.ldc, cols, k0 > 0);
+              if (last) epilogue(pb, row, tile_rows, col0, cols);
+            }
+          }
         }
       }
     }

@@ -88,6 +88,30 @@ def test_odd_and_large_sizes(isa, m, n, k, trans_b, rng):
     assert_within(got, ref.matmul(a, b, trans_b=trans_b), gemm_bound(a, b, trans_b), f"{isa} {m}x{n}x{k}")
 
 
+def _outer_block_cases():
+    # The outer loops of the packed-A path: a B wider than 4 column blocks (nc panels each) switches to
+    # A chunks of mb rows; M crosses one chunk, K crosses a K block, N ends in a partial panel.
+    cases = []
+    for isa in ISAS:
+        g = blocking(isa)
+        n = 4 * g["nc"] * g["nr"] + g["nr"] + 3
+        cases.append(pytest.param(isa, g["mb"] + g["mr"] + 1, g["kc"] + 5, n, id=f"{isa}-wide"))
+        cases.append(pytest.param(isa, 2 * g["mc"] + 3, g["kc"] + 5, 2 * g["nc"] * g["nr"] + 1, id=f"{isa}-narrow"))
+    return cases
+
+
+@pytest.mark.parametrize("isa,m,k,n", _outer_block_cases(), indirect=["isa"])
+def test_outer_blocks(isa, m, k, n, rng):
+    a, b = _operands(rng, m, n, k, True)
+    packed = ops.pack_weight(b, trans_b=True)
+    want = ref.matmul(a, b, trans_b=True)
+    bound = gemm_bound(a, b, True)
+    for threads in (1, 2):
+        with use_threads(threads):
+            got = ops.matmul(a, packed, out=nan_like((m, n)))
+        assert_within(got, want, bound, f"{isa} {m}x{k}x{n} threads={threads}")
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["raw", "packed"])
 @pytest.mark.parametrize("trans_b", [False, True], ids=["b_kn", "b_nk"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)

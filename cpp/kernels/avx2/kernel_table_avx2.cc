@@ -6,6 +6,6 @@
 namespace cpuformer::avx2 {
 
 constexpr KernelTable kKernelTable =
-    impl::make_kernel_table<Vec, /*MR=*/6, /*NR=*/16, /*KC=*/256, /*MC=*/144>(Isa::kAvx2, "avx2");
+    impl::make_kernel_table<Vec, /*MR=*/6, /*NR=*/16>(Isa::kAvx2, "avx2", {/*kc=*/256, /*mc=*/144, /*nc=*/64, /*mb=*/1008});
 
 }  // namespace cpuformer::avx2

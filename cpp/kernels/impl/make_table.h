@@ -14,8 +14,13 @@
 
 namespace cpuformer::impl {
 
-template <class V, int MR, int NR, int KC, int MC>
-constexpr KernelTable make_kernel_table(Isa isa, const char* name) {
+// Blocking sizes of the packed-A GEMM path, per ISA (see GemmBlocking and ops/gemm.cc).
+struct Blocking {
+  int kc, mc, nc, mb;
+};
+
+template <class V, int MR, int NR>
+constexpr KernelTable make_kernel_table(Isa isa, const char* name, Blocking b) {
   using K = GemmMicroKernels<V, MR, NR>;
   constexpr auto packed = K::template make<true>(std::make_index_sequence<kMaxTileRows>{});
   constexpr auto rowmajor = K::template make<false>(std::make_index_sequence<kMaxTileRows>{});
@@ -23,7 +28,7 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name) {
   t.isa = isa;
   t.name = name;
   t.vector_width = V::kWidth;
-  t.gemm = GemmBlocking{MR, NR, KC, MC};
+  t.gemm = GemmBlocking{MR, NR, b.kc, b.mc, b.nc, b.mb};
   for (int i = 0; i < kMaxTileRows; ++i) {
     t.gemm_packed_a[i] = packed.fn[i];
     t.gemm_rowmajor_a[i] = rowmajor.fn[i];

@@ -6,6 +6,6 @@
 namespace cpuformer::scalar {
 
 constexpr KernelTable kKernelTable =
-    impl::make_kernel_table<Vec, /*MR=*/4, /*NR=*/4, /*KC=*/256, /*MC=*/64>(Isa::kScalar, "scalar");
+    impl::make_kernel_table<Vec, /*MR=*/4, /*NR=*/4>(Isa::kScalar, "scalar", {/*kc=*/256, /*mc=*/64, /*nc=*/256, /*mb=*/1024});
 
 }  // namespace cpuformer::scalar
