@@ -7,6 +7,8 @@
 //   * A packed: k-major panels, element (i, p) at a[p * mr + i] (see pack_a); A row-major: a[i * lda + p].
 //   * B: row p of the tile at b + p * ldb, nr consecutive floats (a packed panel has ldb == nr and is
 //     zero-padded past n; a raw row-major B has ldb == N and is read with masked loads when n < nr).
+//   * b_next: the B tile the caller will need next (same ldb), prefetched towards L2 row by row while
+//     this one is computed; never dereferenced, so any address will do (pass b when there is none).
 //   * accumulate == false: C = A·B; true: C = C + A·B. Every element is one FMA chain over p in
 //     ascending order, so the result of an element does not depend on m, n, the tile it falls in, the
 //     blocking, or the thread count: the basis of batch- and thread-invariant results.
@@ -23,8 +25,8 @@ enum class Activation : int { kNone = 0, kRelu = 1, kGeluErf = 2, kGeluTanh = 3,
 
 constexpr int kMaxTileRows = 16;
 
-using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
-                                 Index ldc, int n, bool accumulate);
+using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb,
+                                 const float* b_next, float* c, Index ldc, int n, bool accumulate);
 
 struct GemmBlocking {
   int mr;  // rows of the register tile

@@ -141,7 +141,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         const int cols = static_cast<int>(std::min<Index>(nr, n - c0));
         const float* panel = w.keys + (t0 + c0) * dh;
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
-          kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr,
+          kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, panel,
                                             w.s + i * kTile + c0, kTile, cols, false);
         });
       }
@@ -158,7 +158,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
       for (Index c0 = 0; c0 < dv; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, dv - c0));
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
-          kt.gemm_rowmajor_a[tile_rows - 1](n, w.s + i * kTile, kTile, v_tile + c0, a.v_row_stride,
+          kt.gemm_rowmajor_a[tile_rows - 1](n, w.s + i * kTile, kTile, v_tile + c0, a.v_row_stride, v_tile + c0,
                                             w.o + i * dv + c0, dv, cols, t0 > 0);
         });
       }

@@ -76,11 +76,13 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
         const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
         const float* bp = pack_b_here ? b_chunk + (j - jc) * kc_b * g.nr : pb.b.panel(k0, j, g.nr);
         const Index ldb = pack_b_here ? g.nr : pb.b.stride(g.nr);
+        // Prefetch the next panel (a chunk packed here is already in L2).
+        const float* next = pack_b_here || j + 1 >= j1 ? bp : pb.b.panel(k0, j + 1, g.nr);
         for (Index i0 = 0; i0 < rows; i0 += g.mr) {
           const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
           float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
-          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, pb.a + (row0 + i0) * pb.lda + k0, pb.lda, bp, ldb, c,
-                                                     pb.out.ldc, cols, k0 > 0);
+          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, pb.a + (row0 + i0) * pb.lda + k0, pb.lda, bp, ldb, next,
+                                                     c, pb.out.ldc, cols, k0 > 0);
           if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
         }
       }
@@ -118,14 +120,15 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
             const Index col0 = j * g.nr;
             const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
             const float* bp = pb.b.panel(k0, j, g.nr);
+            const float* next = j + 1 < j1 ? pb.b.panel(k0, j + 1, g.nr) : bp;
             for (Index i0 = m0; i0 < m0 + mc_b; i0 += g.mr) {
               const int tile_rows = static_cast<int>(std::min<Index>(g.mr, m0 + mc_b - i0));
               const Index row = row0 + r0 + i0;
               float* c = pb.out.c + row * pb.out.ldc + col0;
               prefetch_tile(c + g.mr * pb.out.ldc, std::min<Index>(g.mr, m0 + mc_b - i0 - tile_rows), pb.out.ldc,
                             cols);
-              pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), c,
-                                                       pb.out.ldc, cols, k0 > 0);
+              pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), next,
+                                                       c, pb.out.ldc, cols, k0 > 0);
               if (last) epilogue(pb, row, tile_rows, col0, cols);
             }
           }

@@ -18,8 +18,8 @@ struct GemmMicroKernels {
   static_assert(MR <= kMaxTileRows, "mr too large");
 
   template <int M, bool kPackedA, bool kFullN>
-  static inline void tile(Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
-                          Index ldc, int n, bool accumulate) {
+  static inline void tile(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next,
+                          float* c, Index ldc, int n, bool accumulate) {
     using R = typename V::Reg;
     using TM = typename V::TailMask;
     R acc[M][NV];
@@ -52,7 +52,13 @@ struct GemmMicroKernels {
 #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
       }
+      // One row of the next panel per step, towards L2: a panel that streams from memory is then
+      // fetched while this one is computed, not when the next tile first touches it.
+      static constexpr int kLines = NR * 4 >= 64 ? NR * 4 / 64 : 1;
+#pragma GCC unroll 4
+      for (int l = 0; l < kLines; ++l) __builtin_prefetch(b_next + l * 16, 0, 2);
       b += ldb;
+      b_next += ldb;
     }
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i)
@@ -66,12 +72,12 @@ struct GemmMicroKernels {
   }
 
   template <int M, bool kPackedA>
-  static void kernel(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
-                     int n, bool accumulate) {
+  static void kernel(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next, float* c,
+                     Index ldc, int n, bool accumulate) {
     if (n == NR)
-      tile<M, kPackedA, true>(k, a, lda, b, ldb, c, ldc, n, accumulate);
+      tile<M, kPackedA, true>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate);
     else
-      tile<M, kPackedA, false>(k, a, lda, b, ldb, c, ldc, n, accumulate);
+      tile<M, kPackedA, false>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate);
   }
 
   template <bool kPackedA, std::size_t... I>
