@@ -32,36 +32,6 @@ void for_row_tiles(Index rows, int mr, F&& f) {
   }
 }
 
-// Packs keys [0, n) (rows of k, row stride ks, dh floats each) as Kᵀ in nr-column panels, the packed-B
-// layout of the micro-kernels: element (p, c) of panel q at dst[q · nr · dh + p · nr + c] is
-// k[(q · nr + c) · ks + p]; columns past n are zero.
-void pack_keys(const float* k, Index ks, Index n, Index dh, int nr, float* dst) {
-  for (Index q0 = 0; q0 < n; q0 += nr) {
-    const Index cols = std::min<Index>(nr, n - q0);
-    float* panel = dst + q0 * dh;
-    Index c = 0;
-    for (; c + 4 <= cols; c += 4) {  // four keys at a time: 16-byte runs of the panel, four read streams
-      const float* s0 = k + (q0 + c) * ks;
-      const float* s1 = s0 + ks;
-      const float* s2 = s1 + ks;
-      const float* s3 = s2 + ks;
-      for (Index p = 0; p < dh; ++p) {
-        float* d = panel + p * nr + c;
-        d[0] = s0[p];
-        d[1] = s1[p];
-        d[2] = s2[p];
-        d[3] = s3[p];
-      }
-    }
-    for (; c < cols; ++c) {
-      const float* src = k + (q0 + c) * ks;
-      for (Index p = 0; p < dh; ++p) panel[p * nr + c] = src[p];
-    }
-    for (; c < nr; ++c)
-      for (Index p = 0; p < dh; ++p) panel[p * nr + c] = 0.0f;
-  }
-}
-
 struct Plan {
   const AttentionArgs* a;
   const KernelTable* kt;
@@ -133,7 +103,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
       const Index n = std::min<Index>(kTile, limit - t0);
       if (packed < t0 + n) {  // repack from the last (zero-padded) panel boundary
         const Index from = packed / nr * nr;
-        pack_keys(k + from * a.k_row_stride, a.k_row_stride, t0 + n - from, dh, nr, w.keys + from * dh);
+        kt.pack_b_transposed(k + from * a.k_row_stride, a.k_row_stride, t0 + n - from, dh, w.keys + from * dh);
         packed = t0 + n;
       }
       // S = Q_blk · K_tileᵀ, Q read in place.

@@ -69,7 +69,7 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
       const Index jc_end = std::min<Index>(j1, jc + kPanelChunk);
       if (pack_b_here) {
         const Index cols = std::min<Index>(pb.n, jc_end * g.nr) - jc * g.nr;
-        pack_b(pb.b.raw + k0 * pb.b.ldb + jc * g.nr, pb.b.ldb, kc_b, cols, false, g.kc, g.nr, b_chunk);
+        pack_b(*pb.kernels, pb.b.raw + k0 * pb.b.ldb + jc * g.nr, pb.b.ldb, kc_b, cols, false, b_chunk);
       }
       for (Index j = jc; j < jc_end; ++j) {
         const Index col0 = j * g.nr;

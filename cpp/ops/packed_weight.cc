@@ -7,7 +7,8 @@
 
 namespace cpuformer {
 
-void pack_b(const float* w, Index ld, Index k, Index n, bool transposed, int kc, int nr, float* dst) {
+void pack_b(const KernelTable& kernels, const float* w, Index ld, Index k, Index n, bool transposed, float* dst) {
+  const Index kc = kernels.gemm.kc, nr = kernels.gemm.nr;
   const Index n_panels = (n + nr - 1) / nr;
   const Index n_padded = n_panels * nr;
   const Index k_blocks = (k + kc - 1) / kc;
@@ -28,12 +29,7 @@ void pack_b(const float* w, Index ld, Index k, Index n, bool transposed, int kc,
           for (Index c = cols; c < nr; ++c) row[c] = 0.0f;
         }
       } else {
-        for (Index c = 0; c < cols; ++c) {
-          const float* src = w + (n0 + c) * ld + k0;
-          for (Index p = 0; p < kc_b; ++p) out[p * nr + c] = src[p];
-        }
-        for (Index c = cols; c < nr; ++c)
-          for (Index p = 0; p < kc_b; ++p) out[p * nr + c] = 0.0f;
+        kernels.pack_b_transposed(w + n0 * ld + k0, ld, cols, kc_b, out);
       }
     }
   });
@@ -45,7 +41,7 @@ PackedWeight::PackedWeight(const KernelTable& kernels, const float* w, Index ld,
   CPUFORMER_CHECK(k >= 0 && n >= 0, "weight: dimensions must be non-negative, got [", k, ", ", n, "]");
   n_padded_ = (n + nr_ - 1) / nr_ * nr_;
   float* dst = data_.reserve(static_cast<std::size_t>(std::max<Index>(1, k_ * n_padded_)));
-  pack_b(w, ld, k, n, transposed, static_cast<int>(kc_), static_cast<int>(nr_), dst);
+  pack_b(kernels, w, ld, k, n, transposed, dst);
 }
 
 }  // namespace cpuformer

@@ -43,6 +43,7 @@ class PackedWeight {
 };
 
 // Packs into caller-provided storage of k · n_padded floats (used for per-call packing of raw B).
-void pack_b(const float* w, Index ld, Index k, Index n, bool transposed, int kc, int nr, float* dst);
+// Blocking (kc, nr) and the transposing packer come from `kernels`.
+void pack_b(const KernelTable& kernels, const float* w, Index ld, Index k, Index n, bool transposed, float* dst);
 
 }  // namespace cpuformer

@@ -115,4 +115,30 @@ void pack_a(const float* a, Index lda, Index m, Index k, float* dst) {
   }
 }
 
+// Packs the first k columns of n rows of w (row stride ldw) as B = wᵀ in nr-column panels, the layout
+// the micro-kernels read: element (p, c) of panel q at dst[q · nr · k + p · nr + c] = w[(q · nr + c) · ldw + p];
+// columns past n are zero. Attention's keys (Kᵀ) and PyTorch-layout weights [N, K] pack this way; W × W
+// blocks are transposed in registers.
+template <class V, int NR>
+void pack_b_transposed(const float* w, Index ldw, Index n, Index k, float* dst) {
+  constexpr int W = V::kWidth;
+  static_assert(NR % W == 0, "nr must be a multiple of the vector width");
+  using R = typename V::Reg;
+  for (Index q0 = 0; q0 < n; q0 += NR) {
+    float* panel = dst + q0 * k;
+    for (int c0 = 0; c0 < NR; c0 += W) {
+      const Index first = q0 + c0;  // row of w that becomes column c0 of the panel
+      for (Index p0 = 0; p0 < k; p0 += W) {
+        const int steps = static_cast<int>(k - p0 < W ? k - p0 : W);
+        const auto load_cols = V::tail_mask(steps);
+        R block[W];
+        for (int i = 0; i < W; ++i)
+          block[i] = first + i < n ? V::load_mask(w + (first + i) * ldw + p0, load_cols) : V::zero();
+        V::transpose(block);
+        for (int p = 0; p < steps; ++p) V::storeu(panel + (p0 + p) * NR + c0, block[p]);
+      }
+    }
+  }
+}
+
 }  // namespace cpuformer::impl

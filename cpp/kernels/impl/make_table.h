@@ -34,6 +34,7 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name, Blocking b) {
     t.gemm_rowmajor_a[i] = rowmajor.fn[i];
   }
   t.pack_a = &pack_a<V, MR>;
+  t.pack_b_transposed = &pack_b_transposed<V, NR>;
   t.softmax_row = &softmax_row<V>;
   t.log_softmax_row = &log_softmax_row<V>;
   t.layer_norm_row = &layer_norm_row<V>;
