@@ -366,8 +366,8 @@ def test_build_info():
     assert info["isas_supported"] == sorted(info["isas_supported"], key=order.index)  # ascending
     assert {"avx2", "avx512"} <= set(info["cpu_features"])
     g = info["gemm_blocking"]
-    assert set(g) == {"mr", "nr", "kc", "mc"} and all(isinstance(v, int) and v > 0 for v in g.values())
-    assert g["mc"] >= g["mr"] and g["kc"] >= 1
+    assert set(g) == {"mr", "nr", "kc", "mc", "nc", "mb"} and all(isinstance(v, int) and v > 0 for v in g.values())
+    assert g["mc"] >= g["mr"] and g["kc"] >= 1 and g["mb"] % g["mc"] == 0
     # Never built for one machine or with value-unsafe math by default (STYLE.md: dispatch).
     assert "-march=native" not in info["cxx_flags"]
     assert "-ffast-math" not in info["cxx_flags"] and "-ffinite-math-only" not in info["cxx_flags"]

@@ -8,6 +8,8 @@
 //   one FMA chain over K in ascending order, identical for any thread count, M, or position in a batch.
 // * bias [N] and the activation are applied to each register tile right after its last K block,
 //   while it is still in L1.
+// * While a tile is computed, the micro-kernel prefetches the next B panel towards L2: the panels of a
+//   wide or memory-resident B (the vocabulary projection, decoding steps) arrive before they are read.
 #pragma once
 
 #include "core/dims.h"
