@@ -67,7 +67,7 @@ Index sample(const float* row, Index n, const DecodingOptions& o, std::mt19937_6
 DecodingResult greedy_or_sample(Seq2SeqModel& model, const std::int64_t* src_ids, Index batch, Index src_len,
                                 const Index* src_lengths, const DecodingOptions& o) {
   const Index vocab = model.config().tgt_vocab_size;
-  DecodeState st;
+  DecodeState& st = model.reusable_state();  // generate() holds the model's mutex
   model.start(st, src_ids, batch, src_len, src_lengths, 1, o.max_length);
   DecodingResult result(batch, std::vector<Hypothesis>(1));
   std::vector<Index> sentence(batch);  // live row -> sentence

@@ -136,8 +136,7 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
       ids[st.src.offsets[b] + i] = src_ids[b * src_len + i];
       pos[st.src.offsets[b] + i] = i;
     }
-  AlignedBuffer memory;
-  float* mem = memory.reserve(static_cast<std::size_t>(std::max<Index>(1, st.src.total * d)));
+  float* mem = Workspace::get(st.source, st.src.total * d);
   embed(*src_embedding_, ids.data(), pos.data(), st.src.total, mem);
   stacks_->run_encoder(mem, st.src, AttentionMask{}, ws_);
   float* kv = Workspace::get(st.memory_kv, layers * st.src.total * 2 * d);

@@ -54,6 +54,7 @@ struct DecodeState {
   AlignedBuffer k_spare, v_spare;    // reorder targets (swapped in)
   AlignedBuffer x;                   // [rows, D]
   AlignedBuffer logits;              // [rows, V]
+  AlignedBuffer source;              // [src.total, D] encoder activations (start() only)
 };
 
 class Seq2SeqModel {
@@ -87,6 +88,9 @@ class Seq2SeqModel {
   void reorder(DecodeState& state, const std::vector<Index>& sources);
 
   std::mutex& mutex() { return mutex_; }
+  // A state kept between generate() calls (use it only while holding mutex()): its caches grow to the
+  // largest batch seen and are reused, instead of tens of MB being allocated and page-faulted per call.
+  DecodeState& reusable_state() { return decode_state_; }
 
  private:
   void embed(const Embedding& e, const std::int64_t* ids, const Index* positions, Index count, float* out) const;
@@ -98,6 +102,7 @@ class Seq2SeqModel {
   std::unique_ptr<PackedWeight> output_;      // [D, Vt]
   std::vector<float> logits_bias_;            // empty when none
   Workspace ws_;
+  DecodeState decode_state_;
   std::mutex mutex_;
 };
 
