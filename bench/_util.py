@@ -260,6 +260,14 @@ def fma_peak(refresh: bool = False) -> dict:
     return result
 
 
+def per_core_peak(refresh: bool = False):
+    """(peak dict, zmm used?, per-core GFLOP/s): the zmm peak where the probe could run AVX-512 (it
+    records None for zmm where the CPU lacks it), else the ymm one."""
+    peak = fma_peak(refresh=refresh)
+    use_zmm = bool(peak.get("zmm"))
+    return peak, use_zmm, peak["zmm"] if use_zmm else peak["ymm"]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Timing
 
@@ -408,6 +416,24 @@ def child_channel():
 def send(proto, message: dict) -> None:
     proto.write(json.dumps(message) + "\n")
     proto.flush()
+
+
+def start_child(proto, impl: str, threads: int, setup):
+    """For a child: runs setup() (which returns a tuple ending in the implementation's info dict) and tells
+    the parent how it went. Returns setup's result, or None once the parent has been told why not (a
+    library that is not installed, a model that does not load): the other implementations go on."""
+    try:
+        result = setup()
+    except ImportError as e:
+        send(proto, {"error": f"not available ({e})"})
+        return None
+    except Exception as e:  # noqa: BLE001  (say so; the parent shows n/a)
+        send(proto, {"error": f"setup failed: {type(e).__name__}: {e}"})
+        return None
+    info = result[-1]
+    if info.get("active_threads") not in (None, threads):
+        print(f"warning: {impl} runs {info['active_threads']} threads, asked for {threads}", file=sys.stderr)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -431,18 +431,11 @@ def child_main(config: dict) -> int:
         manifest = json.load(f)
     with open(os.path.join(wd, "corpus.json"), encoding="utf-8") as f:
         corpus = json.load(f)
-    try:
-        import numpy as np
-
-        runs, ones, info = _setup(impl, threads, manifest, corpus)
-    except ImportError as e:
-        _util.send(proto, {"error": f"not available ({e})"})
+    started = _util.start_child(proto, impl, threads, lambda: _setup(impl, threads, manifest, corpus))
+    if started is None:
         return 0
-    except Exception as e:  # noqa: BLE001  (a model that does not load: say so, the others go on)
-        _util.send(proto, {"error": f"setup failed: {type(e).__name__}: {e}"})
-        return 0
-    if info.get("active_threads") not in (None, threads):
-        print(f"warning: {impl} runs {info['active_threads']} threads, asked for {threads}", file=sys.stderr)
+    import numpy as np  # every implementation's setup has loaded it already
+    runs, ones, info = started
     info["variants"] = list(runs)
     _util.send(proto, {"info": info})
 
@@ -691,10 +684,7 @@ def parent_main(args) -> int:
     load_start = _util.load_average()
     script = os.path.abspath(__file__)
     commit = _util.git_commit()
-    peak = _util.fma_peak(refresh=args.reprobe)
-    cpu_avx512 = "avx512f" in _util.cpu_flags() or bool(peak.get("zmm"))
-    use_zmm = bool(peak.get("zmm")) and cpu_avx512
-    per_core = peak["zmm"] if use_zmm else peak["ymm"]
+    peak, use_zmm, per_core = _util.per_core_peak(refresh=args.reprobe)
 
     if args.omp_wait_policy:  # inherited by every child through _util.thread_env
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
@@ -746,7 +736,7 @@ def parent_main(args) -> int:
         f"- latency: one sentence of {median_len} tokens (the corpus median), median of repeated calls: "
         f"{lat_sentence[:70]!r}{'…' if len(lat_sentence) > 70 else ''}",
         f"- CPU: {peak.get('cpu', _util.cpu_model())}, {os.cpu_count()} logical CPUs"
-        f"{', AVX-512' if cpu_avx512 else ''}; fp32 FMA peak per core {per_core:.1f} GFLOP/s "
+        f"{', AVX-512' if use_zmm else ''}; fp32 FMA peak per core {per_core:.1f} GFLOP/s "
         f"({'zmm' if use_zmm else 'ymm'}, {peak['source']}); % peak = GFLOP/s / (peak per core × threads)",
         "- implementations: " + "; ".join(describe(i) for i in args.impls if i in infos),
         f"- sentences/s: median of {args.repeats} interleaved pass(es) over the corpus after a warm-up pass; "

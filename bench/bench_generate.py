@@ -372,18 +372,11 @@ def child_main(config: dict) -> int:
     impl, threads = config["impl"], config["threads"]
     for var in _util.THREAD_ENV_VARS:  # the parent sets these already; a hand-started child gets them too
         os.environ[var] = str(threads)
-    try:
-        import numpy as np
-
-        generate, info = _setup(impl, threads, config["paths"])
-    except ImportError as e:
-        _util.send(proto, {"error": f"not available ({e})"})
+    started = _util.start_child(proto, impl, threads, lambda: _setup(impl, threads, config["paths"]))
+    if started is None:
         return 0
-    except Exception as e:  # noqa: BLE001  (a missing file, a model that does not load: say so)
-        _util.send(proto, {"error": f"setup failed: {type(e).__name__}: {e}"})
-        return 0
-    if info.get("active_threads") not in (None, threads):
-        print(f"warning: {impl} runs {info['active_threads']} threads, asked for {threads}", file=sys.stderr)
+    import numpy as np  # every implementation's setup has loaded it already
+    generate, info = started
     _util.send(proto, {"info": info})
 
     perf = time.perf_counter
@@ -533,10 +526,7 @@ def parent_main(args) -> int:
     load_start = _util.load_average()
     script = os.path.abspath(__file__)
     commit = _util.git_commit()
-    peak = _util.fma_peak(refresh=args.reprobe)
-    cpu_avx512 = "avx512f" in _util.cpu_flags() or bool(peak.get("zmm"))
-    use_zmm = bool(peak.get("zmm")) and cpu_avx512
-    per_core = peak["zmm"] if use_zmm else peak["ymm"]
+    peak, use_zmm, per_core = _util.per_core_peak(refresh=args.reprobe)
 
     paths, prepare_s = _prepare(args)
     records, errors, infos = [], {}, {}
@@ -567,7 +557,7 @@ def parent_main(args) -> int:
         f"- model: MarianMTModel, random weights (seed {args.seed}) — d_model {D_MODEL}, {NHEAD} heads, d_ff {D_FF}, "
         f"{N_ENC}+{N_DEC} layers, vocabulary {VOCAB:,}, swish, scale_embedding; cache {paths['root']}",
         f"- CPU: {peak.get('cpu', _util.cpu_model())}, {os.cpu_count()} logical CPUs"
-        f"{', AVX-512' if cpu_avx512 else ''}; fp32 FMA peak per core {per_core:.1f} GFLOP/s "
+        f"{', AVX-512' if use_zmm else ''}; fp32 FMA peak per core {per_core:.1f} GFLOP/s "
         f"({'zmm' if use_zmm else 'ymm'}, {peak['source']}); % peak = GFLOP/s / (peak per core × threads)",
         "- implementations: " + "; ".join(impl_text),
         f"- every case: {length} source tokens ({length - 1} random ids + </s>, fixed seed) -> exactly {length} "

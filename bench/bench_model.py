@@ -424,18 +424,11 @@ def child_main(config: dict) -> int:
     impl, threads, case, wd = config["impl"], config["threads"], config["case"], config["workdir"]
     for var in _util.THREAD_ENV_VARS:  # the parent sets these already; a hand-started child gets them too
         os.environ[var] = str(threads)
-    try:
-        import numpy as np
-
-        forward, info = _setup(impl, case, threads, wd)
-    except ImportError as e:
-        _util.send(proto, {"error": f"not available ({e})"})
+    started = _util.start_child(proto, impl, threads, lambda: _setup(impl, case, threads, wd))
+    if started is None:
         return 0
-    except Exception as e:  # noqa: BLE001  (a missing file, a session that does not load: say so)
-        _util.send(proto, {"error": f"setup failed: {type(e).__name__}: {e}"})
-        return 0
-    if info.get("active_threads") not in (None, threads):
-        print(f"warning: {impl} runs {info['active_threads']} threads, asked for {threads}", file=sys.stderr)
+    import numpy as np  # every implementation's setup has loaded it already
+    forward, info = started
     _util.send(proto, {"info": info})
 
     perf = time.perf_counter
@@ -655,10 +648,7 @@ def parent_main(args) -> int:
     load_start = _util.load_average()
     script = os.path.abspath(__file__)
     commit = _util.git_commit()
-    peak = _util.fma_peak(refresh=args.reprobe)
-    cpu_avx512 = "avx512f" in _util.cpu_flags() or bool(peak.get("zmm"))
-    use_zmm = bool(peak.get("zmm")) and cpu_avx512
-    per_core = peak["zmm"] if use_zmm else peak["ymm"]
+    peak, use_zmm, per_core = _util.per_core_peak(refresh=args.reprobe)
 
     if args.keep:
         workdir = os.path.abspath(args.keep)
@@ -690,7 +680,7 @@ def parent_main(args) -> int:
         f"{N_ENC}+{N_DEC} layers, post-LN, relu, batch_first, random weights (seed {args.seed}), eval mode; "
         f"cases (a), (b) run its encoder (nn.TransformerEncoder, final norm included)",
         f"- CPU: {peak.get('cpu', _util.cpu_model())}, {os.cpu_count()} logical CPUs"
-        f"{', AVX-512' if cpu_avx512 else ''}; fp32 FMA peak per core {per_core:.1f} GFLOP/s "
+        f"{', AVX-512' if use_zmm else ''}; fp32 FMA peak per core {per_core:.1f} GFLOP/s "
         f"({'zmm' if use_zmm else 'ymm'}, {peak['source']}); % peak = GFLOP/s / (peak per core × threads)",
         "- work per forward (analytic, real tokens only; see forward_flops): "
         + "; ".join(f"{case_label(c, args.batch)}: {work[c][0] * 1e-9:.1f} GFLOP, {work[c][1]:,} tokens"
