@@ -1,4 +1,4 @@
-// cpuformer._core kernels: matmul (raw or packed B), batched matmul, softmax, layer_norm, bias+activation.
+// cpuformer._core kernels: matmul (raw or packed B), batched matmul, softmax, argmax, layer_norm, bias+activation.
 // Arrays arrive float32 C-contiguous (converted by python/cpuformer/ops.py); leading dimensions are
 // flattened there, so the bindings see 2-D row blocks.
 #include <pybind11/stl.h>
@@ -76,6 +76,17 @@ FloatArray softmax(const FloatArray& x, const py::object& out) {
   return y;
 }
 
+py::array_t<std::int64_t> argmax(const FloatArray& x) {
+  check_ndim(x, 2, "x");
+  py::array_t<std::int64_t> idx(x.shape(0));
+  static_assert(sizeof(Index) == sizeof(std::int64_t), "Index is 64-bit");
+  {
+    py::gil_scoped_release release;
+    argmax_rows(x.data(), x.shape(0), x.shape(1), reinterpret_cast<Index*>(idx.mutable_data()));
+  }
+  return idx;
+}
+
 FloatArray layer_norm(const FloatArray& x, const FloatArray& weight, const FloatArray& bias, float eps,
                       const std::optional<FloatArray>& residual, const py::object& out) {
   check_ndim(x, 2, "x");
@@ -145,6 +156,7 @@ void bind_ops(py::module_& m) {
         py::arg("out"));
   m.def("positional_encoding", &positional_encoding_array, py::arg("length"), py::arg("d_model"));
   m.def("softmax", &softmax, py::arg("x").noconvert(), py::arg("out"));
+  m.def("argmax", &argmax, py::arg("x").noconvert());
   m.def("layer_norm", &layer_norm, py::arg("x").noconvert(), py::arg("weight").noconvert(),
         py::arg("bias").noconvert(), py::arg("eps"), py::arg("residual").noconvert(), py::arg("out"));
   m.def("bias_activation", &bias_activation, py::arg("x").noconvert(), py::arg("bias").noconvert(),

@@ -9,16 +9,10 @@
 #include "core/check.h"
 #include "decode/beam_search.h"
 #include "decode/logits_processing.h"
+#include "ops/rowwise.h"
 
 namespace cpuformer {
 namespace {
-
-Index argmax(const float* row, Index n) {
-  Index best = 0;
-  for (Index j = 1; j < n; ++j)
-    if (row[j] > row[best]) best = j;  // first maximum wins, as torch.argmax
-  return best;
-}
 
 // Samples from softmax(row / temperature) restricted to the top-k, then to the top-p mass.
 Index sample(const float* row, Index n, const DecodingOptions& o, std::mt19937_64& rng, std::vector<Index>& order,
@@ -82,15 +76,17 @@ DecodingResult greedy_or_sample(Seq2SeqModel& model, const std::int64_t* src_ids
   }
   std::vector<Index> order;
   std::vector<double> probs;
+  std::vector<Index> best(batch);  // greedy choice per live row
   for (Index t = 0; t < o.max_length && st.rows > 0; ++t) {
     model.step(st, tokens.data());
     std::vector<Index> keep;
     std::vector<std::int64_t> next;
+    for (Index r = 0; r < st.rows; ++r) process_log_probs(st.logits.data() + r * vocab, vocab, t, o);
+    if (!o.sampling) argmax_rows(st.logits.data(), st.rows, vocab, best.data(), model.num_threads());
     for (Index r = 0; r < st.rows; ++r) {
       float* row = st.logits.data() + r * vocab;
-      process_log_probs(row, vocab, t, o);
       const Index b = sentence[r];
-      const Index id = o.sampling ? sample(row, vocab, o, rngs[b], order, probs) : argmax(row, vocab);
+      const Index id = o.sampling ? sample(row, vocab, o, rngs[b], order, probs) : best[r];
       Hypothesis& h = result[b][0];
       h.score += row[id];
       if (id == o.eos_id) continue;

@@ -57,6 +57,9 @@ struct KernelTable {
   void (*softmax_row)(const float* x, float* y, Index n);
   // log_softmax: y = x − max − log Σ exp(x − max); a row whose max is −inf stays −inf.
   void (*log_softmax_row)(const float* x, float* y, Index n);
+  // argmax: the first index of the largest value (ties: the lowest index, as torch.argmax); NaN entries
+  // are ignored and a row of NaN gives 0.
+  Index (*argmax_row)(const float* x, Index n);
   // layer_norm: h = x (+ residual); y = (h − mean) / sqrt(var + eps) · gamma + beta (two passes over h).
   void (*layer_norm_row)(const float* x, const float* residual, const float* gamma, const float* beta,
                          float eps, float* y, Index n);

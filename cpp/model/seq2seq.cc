@@ -9,6 +9,7 @@
 #include "core/parallel.h"
 #include "kernels/registry.h"
 #include "ops/gemm.h"
+#include "ops/packed_keys.h"
 #include "ops/rowwise.h"
 
 namespace cpuformer {
@@ -142,13 +143,33 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
   float* kv = Workspace::get(st.memory_kv, layers * st.src.total * 2 * d);
   stacks_->project_memory(mem, st.src, kv);
 
+  // The source keys in panel layout, once for all steps.
+  st.kernels = &active_kernels();
+  const int nr = st.kernels->gemm.nr;
+  const Index heads = config_.transformer.nhead;
+  st.memory_k_offsets.resize(batch);
+  st.memory_k_layer = 0;
+  for (Index b = 0; b < batch; ++b) {
+    st.memory_k_offsets[b] = st.memory_k_layer;
+    st.memory_k_layer += packed_keys_size(st.src.lengths[b], d, nr);
+  }
+  float* mk = Workspace::get(st.memory_k, layers * st.memory_k_layer);
+  parallel_for(layers * batch, [&](Index t0, Index t1) {
+    for (Index t = t0; t < t1; ++t) {
+      const Index l = t / batch, b = t % batch;
+      pack_keys(*st.kernels, kv + l * st.src.total * 2 * d + st.src.offsets[b] * 2 * d, 2 * d, st.src.lengths[b],
+                heads, d / heads, mk + l * st.memory_k_layer + st.memory_k_offsets[b]);
+    }
+  }, stacks_->num_threads());
+
   st.max_steps = std::max<Index>(1, max_steps);
+  st.cache_stride = packed_keys_size(st.max_steps, d, nr);
   st.rows = batch * hyps_per_sentence;
   st.capacity_rows = st.rows;
   st.step = 0;
   st.hyp_sentence.resize(st.rows);
   for (Index r = 0; r < st.rows; ++r) st.hyp_sentence[r] = r / hyps_per_sentence;
-  const Index cache = layers * st.capacity_rows * st.max_steps * d;
+  const Index cache = layers * st.capacity_rows * st.cache_stride;
   Workspace::get(st.k_cache, cache);
   Workspace::get(st.v_cache, cache);
 }
@@ -161,10 +182,24 @@ void Seq2SeqModel::step(DecodeState& st, const std::int64_t* tokens) {
   float* x = Workspace::get(st.x, st.rows * d);
   std::vector<Index> positions(st.rows, st.step);
   embed(tgt_e, tokens, positions.data(), st.rows, x);
-  const Index cache_stride = st.max_steps * d;
-  const Index layer_stride = st.capacity_rows * cache_stride;
-  stacks_->decoder_step(x, st.rows, st.k_cache.data(), st.v_cache.data(), cache_stride, layer_stride, st.step,
-                        st.memory_kv.data(), st.src, st.hyp_sentence.data(), ws_);
+  const Index layers = config_.transformer.num_decoder_layers;
+  const Index layer_stride = st.capacity_rows * st.cache_stride;
+  st.views.resize(layers);
+  for (Index l = 0; l < layers; ++l) {
+    LayerStepCache& c = st.views[l];
+    c.kernels = st.kernels;
+    c.self_k = st.k_cache.data() + l * layer_stride;
+    c.self_v = st.v_cache.data() + l * layer_stride;
+    c.self_stride = st.cache_stride;
+    c.position = st.step;
+    c.memory_kv = st.memory_kv.data() + l * st.src.total * 2 * d;
+    c.memory_k = st.memory_k.data() + l * st.memory_k_layer;
+    c.memory_k_offsets = st.memory_k_offsets.data();
+    c.memory_offsets = st.src.offsets.data();
+    c.memory_lengths = st.src.lengths.data();
+    c.hyp_sentence = st.hyp_sentence.data();
+  }
+  stacks_->decoder_step(x, st.rows, st.views.data(), ws_);
   float* lg = Workspace::get(st.logits, st.rows * v);
   gemm(x, d, st.rows, *output_, GemmOutput{lg, v, logits_bias_.empty() ? nullptr : logits_bias_.data()},
        stacks_->num_threads());
@@ -181,17 +216,19 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
   if (identity) return;
   std::vector<Index> sentence(n);
   for (Index r = 0; r < n; ++r) sentence[r] = st.hyp_sentence[sources[r]];
-  const Index cache_stride = st.max_steps * d;
+  const Index cache_stride = st.cache_stride;
   const Index new_capacity = std::max(n, st.capacity_rows);
   const Index old_layer = st.capacity_rows * cache_stride, new_layer = new_capacity * cache_stride;
   float* k_new = Workspace::get(st.k_spare, layers * new_layer);
   float* v_new = Workspace::get(st.v_spare, layers * new_layer);
+  // The filled prefix of each cache: whole key panels, value rows.
+  const std::size_t k_bytes = sizeof(float) * static_cast<std::size_t>(packed_keys_size(st.step, d, st.kernels->gemm.nr));
   const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(st.step * d);
   if (bytes > 0) {
     parallel_for(layers * n, [&](Index t0, Index t1) {
       for (Index t = t0; t < t1; ++t) {
         const Index l = t / n, r = t % n;
-        std::memcpy(k_new + l * new_layer + r * cache_stride, st.k_cache.data() + l * old_layer + sources[r] * cache_stride, bytes);
+        std::memcpy(k_new + l * new_layer + r * cache_stride, st.k_cache.data() + l * old_layer + sources[r] * cache_stride, k_bytes);
         std::memcpy(v_new + l * new_layer + r * cache_stride, st.v_cache.data() + l * old_layer + sources[r] * cache_stride, bytes);
       }
     }, stacks_->num_threads());

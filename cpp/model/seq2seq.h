@@ -41,20 +41,27 @@ struct Seq2SeqConfig {
   void validate() const;
 };
 
-// Everything incremental decoding keeps for one batch of sentences.
+// Everything incremental decoding keeps for one batch of sentences. Keys are stored in the panel layout
+// of `kernels`' micro-kernels (ops/packed_keys.h) so that steps attend without repacking them.
 struct DecodeState {
+  const KernelTable* kernels = nullptr;
   SequenceBatch src;                 // the sentences' packed memory layout
-  AlignedBuffer memory_kv;           // [layers][src.total, 2D]
+  AlignedBuffer memory_kv;           // [layers][src.total, 2D] (the values are read from it)
+  AlignedBuffer memory_k;            // [layers][memory_k_layer] packed source keys
+  std::vector<Index> memory_k_offsets;  // sentence s's keys within a layer's block
+  Index memory_k_layer = 0;
   Index max_steps = 0;               // cache capacity (positions) per hypothesis
+  Index cache_stride = 0;            // floats per hypothesis per layer (max_steps rounded up to whole panels, × D)
   Index rows = 0;                    // live hypotheses
   Index capacity_rows = 0;
   Index step = 0;                    // positions already decoded
   std::vector<Index> hyp_sentence;   // sentence of each live hypothesis
-  AlignedBuffer k_cache, v_cache;    // [layers][capacity_rows][max_steps][D]
+  AlignedBuffer k_cache, v_cache;    // [layers][capacity_rows][cache_stride]: packed keys; values [positions, D]
   AlignedBuffer k_spare, v_spare;    // reorder targets (swapped in)
   AlignedBuffer x;                   // [rows, D]
   AlignedBuffer logits;              // [rows, V]
   AlignedBuffer source;              // [src.total, D] encoder activations (start() only)
+  std::vector<LayerStepCache> views; // per decoder layer, rebuilt each step
 };
 
 class Seq2SeqModel {

@@ -154,13 +154,8 @@ void TransformerModel::run_decoder(float* x, const SequenceBatch& tgt, const Att
   if (decoder_norm_) decoder_norm_->forward(x, nullptr, x, tgt.total, threads_);
 }
 
-void TransformerModel::decoder_step(float* x, Index n, float* k_cache, float* v_cache, Index cache_stride,
-                                    Index layer_stride, Index position, const float* memory_kv,
-                                    const SequenceBatch& src, const Index* hyp_sentence, Workspace& ws) const {
-  const Index block = src.total * 2 * config_.d_model;
-  for (std::size_t i = 0; i < decoder_layers_.size(); ++i)
-    decoder_layers_[i].step(x, n, k_cache + i * layer_stride, v_cache + i * layer_stride, cache_stride, position,
-                            memory_kv + i * block, src, hyp_sentence, ws, threads_);
+void TransformerModel::decoder_step(float* x, Index n, const LayerStepCache* caches, Workspace& ws) const {
+  for (std::size_t i = 0; i < decoder_layers_.size(); ++i) decoder_layers_[i].step(x, n, caches[i], ws, threads_);
   if (decoder_norm_) decoder_norm_->forward(x, nullptr, x, n, threads_);
 }
 

@@ -62,11 +62,9 @@ class TransformerModel {
   void project_memory(const float* memory, const SequenceBatch& src, float* memory_kv) const;
   void run_decoder(float* x, const SequenceBatch& tgt, const AttentionMask& tgt_mask, const float* memory_kv,
                    const SequenceBatch& src, const AttentionMask& memory_mask, Workspace& ws) const;
-  // One incremental step for n hypotheses (see DecoderLayer::step); layer l's caches start at
-  // k_cache/v_cache + l · layer_stride. Final norm included.
-  void decoder_step(float* x, Index n, float* k_cache, float* v_cache, Index cache_stride, Index layer_stride,
-                    Index position, const float* memory_kv, const SequenceBatch& src, const Index* hyp_sentence,
-                    Workspace& ws) const;
+  // One incremental step for n hypotheses (see DecoderLayer::step) with caches[l] the view of decoder
+  // layer l's state. Final norm included.
+  void decoder_step(float* x, Index n, const LayerStepCache* caches, Workspace& ws) const;
 
  private:
   void decode_with_memory(float* x, const SequenceBatch& tgt, const AttentionMask& tgt_mask, const float* memory,

@@ -7,6 +7,7 @@
 #include "core/check.h"
 #include "core/parallel.h"
 #include "ops/attention.h"
+#include "ops/packed_keys.h"
 
 namespace cpuformer {
 namespace {
@@ -96,9 +97,9 @@ void MultiHeadAttention::forward_cross(const float* x, const SequenceBatch& q_se
   out_proj_.forward(attn, d, rows, y, d, Activation::kNone, threads);
 }
 
-void MultiHeadAttention::attend_rows(const float* q, Index ldq, Index n, const float* const* k,
-                                     const float* const* v, Index ldkv, const Index* k_lens, float* out,
-                                     int threads) const {
+void MultiHeadAttention::attend_rows(const KernelTable& kernels, const float* q, Index ldq, Index n,
+                                     const float* const* k_packed, const float* const* v, Index ldv,
+                                     const Index* k_lens, float* out, int threads) const {
   const Index dh = d_model_ / heads_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   parallel_for(n, [&](Index r0, Index r1) {
@@ -111,8 +112,9 @@ void MultiHeadAttention::attend_rows(const float* q, Index ldq, Index n, const f
       AttentionArgs a{};
       a.batch = 1, a.heads = heads_, a.q_len = 1, a.k_len = k_lens[r], a.head_dim = dh;
       a.q = q + r * ldq, a.q_batch_stride = 0, a.q_head_stride = dh, a.q_row_stride = ldq;
-      a.k = k[r], a.k_batch_stride = 0, a.k_head_stride = dh, a.k_row_stride = ldkv;
-      a.v = v[r], a.v_batch_stride = 0, a.v_head_stride = dh, a.v_row_stride = ldkv;
+      set_packed_keys(a, k_packed[r], 0, kernels.gemm.nr);
+      a.kernels = &kernels;
+      a.v = v[r], a.v_batch_stride = 0, a.v_head_stride = dh, a.v_row_stride = ldv;
       a.out = o, a.out_batch_stride = 0, a.out_head_stride = dh, a.out_row_stride = d_model_;
       a.scale = scale;
       attention(a, 1);
@@ -120,28 +122,28 @@ void MultiHeadAttention::attend_rows(const float* q, Index ldq, Index n, const f
   }, n * d_model_ >= 4096 ? threads : 1);
 }
 
-void MultiHeadAttention::step_self(const float* x, Index n, float* k_cache, float* v_cache, Index cache_stride,
-                                   Index position, float* y, Workspace& ws, int threads) const {
+void MultiHeadAttention::step_self(const float* x, Index n, const LayerStepCache& cache, float* y, Workspace& ws,
+                                   int threads) const {
   const Index d = d_model_;
+  const int nr = cache.kernels->gemm.nr;
   float* qkv = Workspace::get(ws.qkv, n * 3 * d);
   float* attn = Workspace::get(ws.attn, n * d);
   in_proj_.forward(x, d, n, qkv, 3 * d, Activation::kNone, threads);
   std::vector<const float*> k(n), v(n);
-  std::vector<Index> lens(n, position + 1);
+  std::vector<Index> lens(n, cache.position + 1);
   for (Index r = 0; r < n; ++r) {
-    float* kr = k_cache + r * cache_stride;
-    float* vr = v_cache + r * cache_stride;
-    std::copy(qkv + r * 3 * d + d, qkv + r * 3 * d + 2 * d, kr + position * d);
-    std::copy(qkv + r * 3 * d + 2 * d, qkv + r * 3 * d + 3 * d, vr + position * d);
+    float* kr = cache.self_k + r * cache.self_stride;
+    float* vr = cache.self_v + r * cache.self_stride;
+    append_packed_key(qkv + r * 3 * d + d, cache.position, heads_, d / heads_, nr, kr);
+    std::copy(qkv + r * 3 * d + 2 * d, qkv + r * 3 * d + 3 * d, vr + cache.position * d);
     k[r] = kr;
     v[r] = vr;
   }
-  attend_rows(qkv, 3 * d, n, k.data(), v.data(), d, lens.data(), attn, threads);
+  attend_rows(*cache.kernels, qkv, 3 * d, n, k.data(), v.data(), d, lens.data(), attn, threads);
   out_proj_.forward(attn, d, n, y, d, Activation::kNone, threads);
 }
 
-void MultiHeadAttention::step_cross(const float* x, Index n, const float* kv, const Index* kv_offsets,
-                                    const Index* kv_lengths, const Index* hyp_sentence, float* y, Workspace& ws,
+void MultiHeadAttention::step_cross(const float* x, Index n, const LayerStepCache& cache, float* y, Workspace& ws,
                                     int threads) const {
   const Index d = d_model_;
   float* q = Workspace::get(ws.qkv, n * d);
@@ -150,12 +152,12 @@ void MultiHeadAttention::step_cross(const float* x, Index n, const float* kv, co
   std::vector<const float*> k(n), v(n);
   std::vector<Index> lens(n);
   for (Index r = 0; r < n; ++r) {
-    const Index s = hyp_sentence[r];
-    k[r] = kv + kv_offsets[s] * 2 * d;
-    v[r] = k[r] + d;
-    lens[r] = kv_lengths[s];
+    const Index s = cache.hyp_sentence[r];
+    k[r] = cache.memory_k + cache.memory_k_offsets[s];
+    v[r] = cache.memory_kv + cache.memory_offsets[s] * 2 * d + d;
+    lens[r] = cache.memory_lengths[s];
   }
-  attend_rows(q, d, n, k.data(), v.data(), 2 * d, lens.data(), attn, threads);
+  attend_rows(*cache.kernels, q, d, n, k.data(), v.data(), 2 * d, lens.data(), attn, threads);
   out_proj_.forward(attn, d, n, y, d, Activation::kNone, threads);
 }
 

@@ -8,6 +8,7 @@
 #include "core/dims.h"
 #include "nn/linear.h"
 #include "nn/sequence_batch.h"
+#include "nn/step_cache.h"
 #include "nn/workspace.h"
 
 namespace cpuformer {
@@ -31,21 +32,19 @@ class MultiHeadAttention {
   void forward_cross(const float* x, const SequenceBatch& q_seqs, const float* kv, const SequenceBatch& kv_seqs,
                      const AttentionMask& mask, float* y, Workspace& ws, int threads) const;
 
- // Incremental decoding (one new position for each of n hypotheses) ---------------------------------
-  // Self-attention: appends this step's keys/values at `position` of each hypothesis' cache (k_cache and
-  // v_cache hold `cache_stride` floats per hypothesis, rows of D), then attends over positions 0..position.
-  void step_self(const float* x, Index n, float* k_cache, float* v_cache, Index cache_stride, Index position,
-                 float* y, Workspace& ws, int threads) const;
+ // Incremental decoding (one new position for each of n hypotheses, see nn/step_cache.h) -------------
+  // Self-attention: appends this step's keys/values at cache.position of each hypothesis' cache, then
+  // attends over positions 0..position.
+  void step_self(const float* x, Index n, const LayerStepCache& cache, float* y, Workspace& ws, int threads) const;
 
-  // Cross-attention of hypothesis r over the memory of sentence hyp_sentence[r]: keys/values from
-  // project_memory, rows [kv_offsets[s], kv_offsets[s] + kv_lengths[s]).
-  void step_cross(const float* x, Index n, const float* kv, const Index* kv_offsets, const Index* kv_lengths,
-                  const Index* hyp_sentence, float* y, Workspace& ws, int threads) const;
+  // Cross-attention of hypothesis r over the source of sentence cache.hyp_sentence[r].
+  void step_cross(const float* x, Index n, const LayerStepCache& cache, float* y, Workspace& ws, int threads) const;
 
  private:
-  // One query row per hypothesis against its own keys/values; runs the hypotheses in parallel.
-  void attend_rows(const float* q, Index ldq, Index n, const float* const* k, const float* const* v, Index ldkv,
-                   const Index* k_lens, float* out, int threads) const;
+  // One query row per hypothesis against its own packed keys / row-major values (row stride ldv);
+  // runs the hypotheses in parallel.
+  void attend_rows(const KernelTable& kernels, const float* q, Index ldq, Index n, const float* const* k_packed,
+                   const float* const* v, Index ldv, const Index* k_lens, float* out, int threads) const;
 
   // out[rows, D] = attention of q (row stride ldq) over k, v (row stride ldkv), sequence by sequence.
   void attend(const float* q, Index ldq, const SequenceBatch& q_seqs, const float* k, const float* v, Index ldkv,

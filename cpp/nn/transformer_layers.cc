@@ -92,28 +92,24 @@ void DecoderLayer::forward(float* x, const SequenceBatch& tgt, const AttentionMa
   }
 }
 
-void DecoderLayer::step(float* x, Index n, float* k_cache, float* v_cache, Index cache_stride, Index position,
-                        const float* memory_kv, const SequenceBatch& src, const Index* hyp_sentence, Workspace& ws,
-                        int threads) const {
+void DecoderLayer::step(float* x, Index n, const LayerStepCache& cache, Workspace& ws, int threads) const {
   const Index d = shape_.d_model;
   float* tmp = Workspace::get(ws.tmp, n * d);
-  const Index* offsets = src.offsets.data();
-  const Index* lengths = src.lengths.data();
   if (shape_.norm_first) {
     float* normed = Workspace::get(ws.normed, n * d);
     norm1_.forward(x, nullptr, normed, n, threads);
-    self_attn_.step_self(normed, n, k_cache, v_cache, cache_stride, position, tmp, ws, threads);
+    self_attn_.step_self(normed, n, cache, tmp, ws, threads);
     add_rows(tmp, x, n, d, threads);
     norm2_.forward(x, nullptr, normed, n, threads);
-    cross_attn_.step_cross(normed, n, memory_kv, offsets, lengths, hyp_sentence, tmp, ws, threads);
+    cross_attn_.step_cross(normed, n, cache, tmp, ws, threads);
     add_rows(tmp, x, n, d, threads);
     norm3_.forward(x, nullptr, normed, n, threads);
     ff_.forward(normed, n, tmp, ws, threads);
     add_rows(tmp, x, n, d, threads);
   } else {
-    self_attn_.step_self(x, n, k_cache, v_cache, cache_stride, position, tmp, ws, threads);
+    self_attn_.step_self(x, n, cache, tmp, ws, threads);
     norm1_.forward(tmp, x, x, n, threads);
-    cross_attn_.step_cross(x, n, memory_kv, offsets, lengths, hyp_sentence, tmp, ws, threads);
+    cross_attn_.step_cross(x, n, cache, tmp, ws, threads);
     norm2_.forward(tmp, x, x, n, threads);
     ff_.forward(x, n, tmp, ws, threads);
     norm3_.forward(tmp, x, x, n, threads);

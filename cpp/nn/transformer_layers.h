@@ -78,12 +78,9 @@ class DecoderLayer {
 
   const MultiHeadAttention& cross_attention() const { return cross_attn_; }
 
-  // Incremental decoding: x [n, D] holds the newest position of n hypotheses, updated in place. The
-  // self-attention cache of hypothesis r is k_cache/v_cache + r · cache_stride (rows of D); memory_kv is
-  // this layer's projected memory, sentence s at rows [src.offsets[s], + src.lengths[s]).
-  void step(float* x, Index n, float* k_cache, float* v_cache, Index cache_stride, Index position,
-            const float* memory_kv, const SequenceBatch& src, const Index* hyp_sentence, Workspace& ws,
-            int threads) const;
+  // Incremental decoding: x [n, D] holds the newest position of n hypotheses, updated in place; `cache`
+  // is this layer's view of the decoding state (nn/step_cache.h).
+  void step(float* x, Index n, const LayerStepCache& cache, Workspace& ws, int threads) const;
 
   // x: packed target [tgt.total, D], updated in place; memory_kv from cross_attention().project_memory.
   void forward(float* x, const SequenceBatch& tgt, const AttentionMask& self_mask, const float* memory_kv,

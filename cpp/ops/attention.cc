@@ -53,7 +53,7 @@ struct Scratch {
 Scratch carve(const Plan& pl, AlignedBuffer& buffer) {
   const AttentionArgs& a = *pl.a;
   const Index nr = pl.kt->gemm.nr;
-  const Index keys = round_up(a.k_len, nr) * a.head_dim;
+  const Index keys = a.k_packed ? 0 : round_up(a.k_len, nr) * a.head_dim;
   const Index sizes[5] = {keys, pl.qb * kTile, pl.qb * pl.dv, pl.qb, pl.qb};
   Index total = 0;
   for (Index sz : sizes) total += round_up(sz, 16);
@@ -93,7 +93,10 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
     const Index klen = a.key_lengths ? a.key_lengths[b] : a.k_len;
     const Index limit = valid_keys(a, klen, i0 + rows - 1);  // keys any row of the block may see
     const float* q = a.q + b * a.q_batch_stride + h * a.q_head_stride + i0 * a.q_row_stride;
-    const float* k = a.k + b * a.k_batch_stride + h * a.k_head_stride;
+    const float* k = a.k_packed ? nullptr : a.k + b * a.k_batch_stride + h * a.k_head_stride;
+    // Panels of this head's keys: packed here (w.keys, panels dh · nr apart) or given by the caller.
+    const float* keys = a.k_packed ? a.k_packed + b * a.k_packed_batch_stride + h * a.k_packed_head_stride : w.keys;
+    const Index panel_stride = a.k_packed ? a.k_packed_panel_stride : nr * dh;
     const float* v = a.v + b * a.v_batch_stride + h * a.v_head_stride;
     const float* mask = a.mask ? a.mask + b * a.mask_batch_stride + h * a.mask_head_stride + i0 * a.mask_row_stride
                                : nullptr;
@@ -101,7 +104,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
     std::fill(w.l, w.l + rows, 0.0f);
     for (Index t0 = 0; t0 < limit; t0 += kTile) {
       const Index n = std::min<Index>(kTile, limit - t0);
-      if (packed < t0 + n) {  // repack from the last (zero-padded) panel boundary
+      if (!a.k_packed && packed < t0 + n) {  // repack from the last (zero-padded) panel boundary
         const Index from = packed / nr * nr;
         kt.pack_b_transposed(k + from * a.k_row_stride, a.k_row_stride, t0 + n - from, dh, w.keys + from * dh);
         packed = t0 + n;
@@ -109,9 +112,11 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
       // S = Q_blk · K_tileᵀ, Q read in place.
       for (Index c0 = 0; c0 < n; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, n - c0));
-        const float* panel = w.keys + (t0 + c0) * dh;
+        const float* panel = keys + (t0 + c0) / nr * panel_stride;
+        // Fetch the next panel while this one is used (caller-packed keys come from memory, not L1).
+        const float* next = t0 + c0 + nr < limit ? panel + panel_stride : panel;
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
-          kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, panel,
+          kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, next,
                                             w.s + i * kTile + c0, kTile, cols, false);
         });
       }
@@ -152,13 +157,14 @@ void attention(const AttentionArgs& a, int threads) {
                   a.q_len, ", k_len ", a.k_len, ", head_dim ", a.head_dim, ", v_head_dim ", a.v_head_dim);
   const Index dv = a.v_head_dim > 0 ? a.v_head_dim : a.head_dim;
   if (a.batch == 0 || a.heads == 0 || a.q_len == 0 || dv == 0) return;
-  CPUFORMER_CHECK(a.q && a.out && (a.k_len == 0 || (a.k && a.v)), "attention: null q, k, v or out");
+  CPUFORMER_CHECK(a.q && a.out && (a.k_len == 0 || ((a.k || a.k_packed) && a.v)), "attention: null q, k, v or out");
   if (a.key_lengths) {
     for (Index b = 0; b < a.batch; ++b)
       CPUFORMER_CHECK(a.key_lengths[b] >= 0 && a.key_lengths[b] <= a.k_len, "key_lengths: expected values in [0, ",
                       a.k_len, "] (the number of keys), got ", a.key_lengths[b], " at index ", b);
   }
-  const KernelTable& kt = active_kernels();
+  const KernelTable& kt = a.kernels ? *a.kernels : active_kernels();
+  CPUFORMER_CHECK(kTile % kt.gemm.nr == 0, "attention: key tile ", kTile, " is not a multiple of nr = ", kt.gemm.nr);
   const Index block = round_up(kQueryBlock, kt.gemm.mr);
   Plan pl{&a, &kt, dv, 0, (a.q_len + block - 1) / block};
   pl.qb = (a.q_len + pl.blocks - 1) / pl.blocks;

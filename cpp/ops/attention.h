@@ -18,6 +18,10 @@
 #include "core/dims.h"
 
 namespace cpuformer {
+struct KernelTable;
+}
+
+namespace cpuformer {
 
 // Keys per tile of the online softmax; fixed (not tuned per shape) because the tile boundaries are part
 // of the arithmetic, and a sequence must give the same bits however long the padded batch around it is.
@@ -38,6 +42,12 @@ struct AttentionArgs {
   const float* mask = nullptr;        // additive float mask (0 / -inf / any value) or null, element (b,h,i,j) at
   Index mask_batch_stride = 0, mask_head_stride = 0, mask_row_stride = 0;  // mask + b*bs + h*hs + i*rs + j (0 strides broadcast)
   Index v_head_dim = 0;               // width of v and out rows; 0 = head_dim
+  // Keys already in the micro-kernel's panel layout (ops/packed_keys.h), read instead of k when set:
+  // panel j (keys j·nr .. j·nr + nr − 1) of head h of batch element b starts at
+  // k_packed + b·batch_stride + h·head_stride + j·panel_stride. Same arithmetic, no packing per call.
+  const float* k_packed = nullptr;
+  const KernelTable* kernels = nullptr;  // the table that packed k_packed; null: the active one
+  Index k_packed_batch_stride = 0, k_packed_head_stride = 0, k_packed_panel_stride = 0;
 };
 
 // threads <= 0: the current default (get_num_threads()). Throws std::invalid_argument on bad sizes.

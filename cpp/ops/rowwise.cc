@@ -34,6 +34,14 @@ void log_softmax_rows(const float* x, float* y, Index rows, Index n, int threads
   }, threads_for(rows, n, threads));
 }
 
+void argmax_rows(const float* x, Index rows, Index n, Index* out, int threads) {
+  if (rows == 0) return;
+  const KernelTable& kt = active_kernels();
+  parallel_for(rows, [&](Index r0, Index r1) {
+    for (Index r = r0; r < r1; ++r) out[r] = n > 0 ? kt.argmax_row(x + r * n, n) : 0;
+  }, threads_for(rows, n, threads));
+}
+
 void layer_norm_rows(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
                      float* y, Index rows, Index n, int threads) {
   if (rows == 0 || n == 0) return;

@@ -11,6 +11,9 @@ void softmax_rows(const float* x, float* y, Index rows, Index n, int threads = 0
 
 void log_softmax_rows(const float* x, float* y, Index rows, Index n, int threads = 0);
 
+// out[r] = the first index of row r's largest value (NaN entries ignored).
+void argmax_rows(const float* x, Index rows, Index n, Index* out, int threads = 0);
+
 // residual may be null; gamma/beta are [n].
 void layer_norm_rows(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
                      float* y, Index rows, Index n, int threads = 0);

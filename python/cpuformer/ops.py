@@ -17,6 +17,7 @@ from ._core import PackedWeight
 
 __all__ = [
     "PackedWeight",
+    "argmax",
     "batched_matmul",
     "gelu",
     "layer_norm",
@@ -201,6 +202,15 @@ def softmax(x, axis: int = -1, *, out=None) -> np.ndarray:
     out = _check_out(out, x.shape)
     res = _core.softmax(_rows(x, "x"), None if out is None else _rows(out, "out"))
     return out if out is not None else res.reshape(x.shape)
+
+
+def argmax(x) -> np.ndarray:
+    """Index of the largest value along the last axis (int64, shape ``x.shape[:-1]``), the first one on
+    ties, as greedy decoding picks tokens. NaN entries are ignored; a slice of NaN only gives 0."""
+    x = _rowwise(x, "x")
+    if x.shape[-1] == 0:
+        raise ValueError("x: argmax of an empty last axis is undefined (got shape %s)" % (x.shape,))
+    return _core.argmax(_rows(x, "x")).reshape(x.shape[:-1])
 
 
 def layer_norm(x, weight, bias, eps: float = 1e-5, residual=None, *, out=None) -> np.ndarray:

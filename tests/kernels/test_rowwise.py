@@ -1,4 +1,4 @@
-"""softmax, layer_norm and the activations against the float64 reference (and torch), on every ISA path.
+"""softmax, argmax, layer_norm and the activations against the float64 reference (and torch), on every ISA path.
 
 Row lengths cover the vector tails of every ISA (1, 3, 15, 16, 17, 31, 33, 1000, 1025: widths 1, 8
 and 16 each leave a masked tail somewhere). Bounds are elementwise, derived in the docstrings below.
@@ -172,6 +172,61 @@ def test_softmax_shift_invariance(isa, x, c):
     want = ref.softmax(x)
     extra = EPS32 * (np.abs(x.astype(np.float64)) + abs(float(c)) + float(np.max(np.abs(x)))) * want
     assert_within(ops.softmax(shifted), want, softmax_bound(x, want) + extra, isa)
+
+
+# --- argmax (greedy decoding's choice) ------------------------------------------------------------
+
+
+def argmax_reference(x: np.ndarray) -> np.ndarray:
+    """First index of the largest non-NaN value per row (0 for a row of NaN), by a plain Python scan."""
+    rows = x.reshape(-1, x.shape[-1])
+    out = []
+    for row in rows:
+        best, value = 0, None
+        for j, v in enumerate(row.tolist()):
+            if v == v and (value is None or v > value):
+                best, value = j, v
+        out.append(best)
+    return np.array(out, dtype=np.int64).reshape(x.shape[:-1])
+
+
+@pytest.mark.parametrize("n", TAILS + [32000])
+def test_argmax_matches_reference(isa, n, rng):
+    x = rng.standard_normal((5, n)).astype(np.float32)
+    got = ops.argmax(x)
+    assert got.dtype == np.int64 and got.shape == (5,)
+    np.testing.assert_array_equal(got, argmax_reference(x), err_msg=f"{isa} n={n}")
+    np.testing.assert_array_equal(got, np.argmax(x, axis=-1))
+
+
+@pytest.mark.parametrize("n", [1, 17, 33, 1025])
+def test_argmax_ties_infinities_and_nan(isa, n, rng):
+    x = rng.integers(-3, 3, size=(4, n)).astype(np.float32)  # many ties: the first maximum wins
+    x[1, :] = -np.inf
+    x[2, n // 2] = np.inf
+    x[3, :] = np.nan
+    if n > 2:
+        x[0, 0] = np.nan  # ignored, even in front
+        x[0, n - 1] = 7.0
+    want = argmax_reference(x)
+    np.testing.assert_array_equal(ops.argmax(x), want, err_msg=f"{isa} n={n}")
+    assert want[1] == 0 and want[3] == 0 and want[2] == n // 2
+
+
+def test_argmax_signed_zeros_and_leading_dims(isa):
+    x = np.array([[-0.0, 0.0, -1.0], [-1.0, 0.0, -0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(ops.argmax(x), [0, 1])
+    y = np.arange(2 * 3 * 5, dtype=np.float64).reshape(2, 3, 5)[:, :, ::-1]  # float64, non-contiguous
+    np.testing.assert_array_equal(ops.argmax(y), np.zeros((2, 3), dtype=np.int64))
+
+
+def test_argmax_bad_input():
+    with pytest.raises(ValueError, match="x"):
+        ops.argmax(np.zeros((3, 0), np.float32))
+    with pytest.raises(ValueError, match="x"):
+        ops.argmax(np.float32(1.0))
+    with pytest.raises(TypeError):
+        ops.argmax(np.zeros((2, 2), np.complex64))
 
 
 # --- layer_norm ---------------------------------------------------------------------------------------

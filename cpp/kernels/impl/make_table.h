@@ -37,6 +37,7 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name, Blocking b) {
   t.pack_b_transposed = &pack_b_transposed<V, NR>;
   t.softmax_row = &softmax_row<V>;
   t.log_softmax_row = &log_softmax_row<V>;
+  t.argmax_row = &argmax_row<V>;
   t.layer_norm_row = &layer_norm_row<V>;
   t.bias_activation_row = &bias_activation_row<V>;
   t.attention_softmax_tile = &attention_softmax_tile<V>;

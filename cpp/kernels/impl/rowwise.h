@@ -85,6 +85,25 @@ void log_softmax_row(const float* x, float* y, Index n) {
   }
 }
 
+// The first index of the largest value; NaN entries are ignored (a row of NaN only gives 0). Two passes:
+// the maximum (V::max(x, m) keeps m where x is NaN), then the first block that may hold it, scanned.
+template <class V>
+Index argmax_row(const float* x, Index n) {
+  using R = typename V::Reg;
+  constexpr int W = V::kWidth;
+  const float neg_inf = -__builtin_inff();
+  R vmax = V::set1(neg_inf);
+  Index j = 0;
+  for (; j + W <= n; j += W) vmax = V::max(V::loadu(x + j), vmax);
+  if (j < n) vmax = V::max(V::load_tail(x + j, static_cast<int>(n - j), neg_inf), vmax);
+  const float m = V::hmax(vmax);
+  for (j = 0; j + W <= n; j += W)
+    if (!(V::hmax(V::loadu(x + j)) < m)) break;  // the block holds m (or a NaN: scan it)
+  for (; j < n; ++j)
+    if (x[j] == m) return j;
+  return 0;
+}
+
 template <class V>
 inline typename V::Reg load_sum(const float* x, const float* residual, Index j) {
   const auto v = V::loadu(x + j);
