@@ -9,6 +9,8 @@
 //     zero-padded past n; a raw row-major B has ldb == N and is read with masked loads when n < nr).
 //   * b_next: the B tile the caller will need next (same ldb), prefetched towards L2 row by row while
 //     this one is computed; never dereferenced, so any address will do (pass b when there is none).
+//   * epilogue (null: none): bias add and ReLU applied in registers before the store (TileEpilogue); the
+//     bits equal a separate pass over C afterwards (one rounding for the add either way).
 //   * accumulate == false: C = A·B; true: C = C + A·B. Every element is one FMA chain over p in
 //     ascending order, so the result of an element does not depend on m, n, the tile it falls in, the
 //     blocking, or the thread count: the basis of batch- and thread-invariant results.
@@ -25,8 +27,16 @@ enum class Activation : int { kNone = 0, kRelu = 1, kGeluErf = 2, kGeluTanh = 3,
 
 constexpr int kMaxTileRows = 16;
 
+// What a micro-kernel applies to its tile before storing it, on the last K block: C = C + bias, then
+// max(C, 0) when relu (NaN stays NaN). Other activations are applied by the caller afterwards.
+struct TileEpilogue {
+  const float* bias;  // [n] for this tile's columns, or null
+  bool relu;
+};
+
 using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb,
-                                 const float* b_next, float* c, Index ldc, int n, bool accumulate);
+                                 const float* b_next, float* c, Index ldc, int n, bool accumulate,
+                                 const TileEpilogue* epilogue);
 
 struct GemmBlocking {
   int mr;  // rows of the register tile

@@ -117,7 +117,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         const float* next = t0 + c0 + nr < limit ? panel + panel_stride : panel;
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
           kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, next,
-                                            w.s + i * kTile + c0, kTile, cols, false);
+                                            w.s + i * kTile + c0, kTile, cols, false, nullptr);
         });
       }
       // Online softmax: S → P, running max / sum, rescale of the rows already accumulated.
@@ -134,7 +134,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         const int cols = static_cast<int>(std::min<Index>(nr, dv - c0));
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
           kt.gemm_rowmajor_a[tile_rows - 1](n, w.s + i * kTile, kTile, v_tile + c0, a.v_row_stride, v_tile + c0,
-                                            w.o + i * dv + c0, dv, cols, t0 > 0);
+                                            w.o + i * dv + c0, dv, cols, t0 > 0, nullptr);
         });
       }
     }

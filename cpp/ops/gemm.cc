@@ -40,12 +40,21 @@ inline void prefetch_tile(const float* c, Index rows, Index ldc, int cols) {
     for (int j = 0; j < cols; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
 }
 
+// The part of the output transform the micro-kernel applies to a tile on the last K block: the bias and
+// ReLU (in registers, before the store); null when there is nothing to apply.
+const TileEpilogue* tile_epilogue(const Problem& pb, Index col0, TileEpilogue& storage) {
+  const bool relu = pb.out.activation == Activation::kRelu;
+  if (pb.out.bias == nullptr && !relu) return nullptr;
+  storage = TileEpilogue{pb.out.bias ? pb.out.bias + col0 : nullptr, relu};
+  return &storage;
+}
+
+// The rest, as a pass over the stored tile: activations other than ReLU (the bias is already in).
 void epilogue(const Problem& pb, Index row0, Index rows, Index col0, Index cols) {
-  if (pb.out.bias == nullptr && pb.out.activation == Activation::kNone) return;
-  const float* bias = pb.out.bias ? pb.out.bias + col0 : nullptr;
+  if (pb.out.activation == Activation::kNone || pb.out.activation == Activation::kRelu) return;
   for (Index i = 0; i < rows; ++i) {
     float* c = pb.out.c + (row0 + i) * pb.out.ldc + col0;
-    pb.kernels->bias_activation_row(c, bias, pb.out.activation, c, cols);
+    pb.kernels->bias_activation_row(c, nullptr, pb.out.activation, c, cols);
   }
 }
 
@@ -78,11 +87,13 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
         const Index ldb = pack_b_here ? g.nr : pb.b.stride(g.nr);
         // Prefetch the next panel (a chunk packed here is already in L2).
         const float* next = pack_b_here || j + 1 >= j1 ? bp : pb.b.panel(k0, j + 1, g.nr);
+        TileEpilogue epi_storage;
+        const TileEpilogue* epi = tile_epilogue(pb, col0, epi_storage);
         for (Index i0 = 0; i0 < rows; i0 += g.mr) {
           const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
           float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
           pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, pb.a + (row0 + i0) * pb.lda + k0, pb.lda, bp, ldb, next,
-                                                     c, pb.out.ldc, cols, k0 > 0);
+                                                     c, pb.out.ldc, cols, k0 > 0, last ? epi : nullptr);
           if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
         }
       }
@@ -121,6 +132,8 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
             const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
             const float* bp = pb.b.panel(k0, j, g.nr);
             const float* next = j + 1 < j1 ? pb.b.panel(k0, j + 1, g.nr) : bp;
+            TileEpilogue epi_storage;
+            const TileEpilogue* epi = last ? tile_epilogue(pb, col0, epi_storage) : nullptr;
             for (Index i0 = m0; i0 < m0 + mc_b; i0 += g.mr) {
               const int tile_rows = static_cast<int>(std::min<Index>(g.mr, m0 + mc_b - i0));
               const Index row = row0 + r0 + i0;
@@ -128,7 +141,7 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
               prefetch_tile(c + g.mr * pb.out.ldc, std::min<Index>(g.mr, m0 + mc_b - i0 - tile_rows), pb.out.ldc,
                             cols);
               pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), next,
-                                                       c, pb.out.ldc, cols, k0 > 0);
+                                                       c, pb.out.ldc, cols, k0 > 0, epi);
               if (last) epilogue(pb, row, tile_rows, col0, cols);
             }
           }
@@ -143,8 +156,8 @@ void zero_k(const Problem& pb) {
   for (Index i = 0; i < pb.m; ++i) {
     float* c = pb.out.c + i * pb.out.ldc;
     std::fill(c, c + pb.n, 0.0f);
+    pb.kernels->bias_activation_row(c, pb.out.bias, pb.out.activation, c, pb.n);
   }
-  epilogue(pb, 0, pb.m, 0, pb.n);
 }
 
 void run(const Problem& pb, int threads) {

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/dims.h"
+#include "kernels/impl/vec_math.h"
 #include "kernels/kernel_table.h"
 
 namespace cpuformer::impl {
@@ -19,7 +20,7 @@ struct GemmMicroKernels {
 
   template <int M, bool kPackedA, bool kFullN>
   static inline void tile(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next,
-                          float* c, Index ldc, int n, bool accumulate) {
+                          float* c, Index ldc, int n, bool accumulate, const TileEpilogue* epilogue) {
     using R = typename V::Reg;
     using TM = typename V::TailMask;
     R acc[M][NV];
@@ -60,6 +61,24 @@ struct GemmMicroKernels {
       b += ldb;
       b_next += ldb;
     }
+    if (epilogue) {
+      if (epilogue->bias) {
+        R bias[NV];
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v)
+          bias[v] = kFullN ? V::loadu(epilogue->bias + v * W) : V::load_mask(epilogue->bias + v * W, mask[v]);
+#pragma GCC unroll 16
+        for (int i = 0; i < M; ++i)
+#pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) acc[i][v] = V::add(acc[i][v], bias[v]);
+      }
+      if (epilogue->relu) {
+#pragma GCC unroll 16
+        for (int i = 0; i < M; ++i)
+#pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) acc[i][v] = relu<V>(acc[i][v]);
+      }
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i)
 #pragma GCC unroll 16
@@ -73,11 +92,11 @@ struct GemmMicroKernels {
 
   template <int M, bool kPackedA>
   static void kernel(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next, float* c,
-                     Index ldc, int n, bool accumulate) {
+                     Index ldc, int n, bool accumulate, const TileEpilogue* epilogue) {
     if (n == NR)
-      tile<M, kPackedA, true>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate);
+      tile<M, kPackedA, true>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue);
     else
-      tile<M, kPackedA, false>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate);
+      tile<M, kPackedA, false>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue);
   }
 
   template <bool kPackedA, std::size_t... I>
