@@ -22,12 +22,7 @@ void pack_b(const KernelTable& kernels, const float* w, Index ld, Index k, Index
       const Index cols = std::min<Index>(nr, n - n0);
       float* out = dst + k0 * n_padded + j * kc_b * nr;
       if (!transposed) {
-        for (Index p = 0; p < kc_b; ++p) {
-          const float* src = w + (k0 + p) * ld + n0;
-          float* row = out + p * nr;
-          for (Index c = 0; c < cols; ++c) row[c] = src[c];
-          for (Index c = cols; c < nr; ++c) row[c] = 0.0f;
-        }
+        kernels.pack_b_rows(w + k0 * ld + n0, ld, kc_b, cols, out);
       } else {
         kernels.pack_b_transposed(w + n0 * ld + k0, ld, cols, kc_b, out);
       }

@@ -134,6 +134,30 @@ void pack_a(const float* a, Index lda, Index m, Index k, float* dst) {
   }
 }
 
+// Packs k rows × n columns of row-major B (row stride ldb) into nr-column panels, the layout the
+// micro-kernels read: element (p, c) of panel q at dst[q · nr · k + p · nr + c] = b[p · ldb + q · nr + c];
+// columns past n are zero. Vector copies, a row of every panel per step (B's rows are read in order).
+template <class V, int NR>
+void pack_b_rows(const float* b, Index ldb, Index k, Index n, float* dst) {
+  constexpr int W = V::kWidth;
+  static_assert(NR % W == 0, "nr must be a multiple of the vector width");
+  const Index panels = (n + NR - 1) / NR;
+  for (Index p = 0; p < k; ++p) {
+    const float* src = b + p * ldb;
+    for (Index q = 0; q < panels; ++q) {
+      float* out = dst + q * NR * k + p * NR;
+      const Index c0 = q * NR;
+      if (c0 + NR <= n) {
+#pragma GCC unroll 16
+        for (int v = 0; v < NR / W; ++v) V::storeu(out + v * W, V::loadu(src + c0 + v * W));
+      } else {
+        for (int v = 0; v < NR / W; ++v)
+          V::storeu(out + v * W, V::load_mask(src + c0 + v * W, V::tail_mask(static_cast<int>(n - c0 - v * W))));
+      }
+    }
+  }
+}
+
 // Packs the first k columns of n rows of w (row stride ldw) as B = wᵀ in nr-column panels, the layout
 // the micro-kernels read: element (p, c) of panel q at dst[q · nr · k + p · nr + c] = w[(q · nr + c) · ldw + p];
 // columns past n are zero. Attention's keys (Kᵀ) and PyTorch-layout weights [N, K] pack this way; W × W

@@ -35,6 +35,7 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name, Blocking b) {
   }
   t.pack_a = &pack_a<V, MR>;
   t.pack_b_transposed = &pack_b_transposed<V, NR>;
+  t.pack_b_rows = &pack_b_rows<V, NR>;
   t.softmax_row = &softmax_row<V>;
   t.log_softmax_row = &log_softmax_row<V>;
   t.argmax_row = &argmax_row<V>;
