@@ -38,6 +38,13 @@ using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float
                                  const float* b_next, float* c, Index ldc, int n, bool accumulate,
                                  const TileEpilogue* epilogue);
 
+// A row-major-A micro-kernel that reads a raw (unpacked) B strip and also writes it to b_out as a packed
+// panel (element (p, c) at b_out[p · nr + c], zero past n), so the other row tiles of a small-M product
+// reuse the copy from cache instead of B being packed in a pass of its own.
+using GemmPackingMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb,
+                                        const float* b_next, float* c, Index ldc, int n, bool accumulate,
+                                        const TileEpilogue* epilogue, float* b_out);
+
 struct GemmBlocking {
   int mr;  // rows of the register tile
   int nr;  // columns of the register tile (a multiple of the vector width)
@@ -54,6 +61,13 @@ struct KernelTable {
   GemmBlocking gemm;
   GemmMicroKernel gemm_packed_a[kMaxTileRows];
   GemmMicroKernel gemm_rowmajor_a[kMaxTileRows];
+  GemmPackingMicroKernel gemm_rowmajor_a_packing_b[kMaxTileRows];
+
+  // C[m × n] = A[m × k] · B[k × n] for a few rows (decoding-sized m) with B raw and row-major: B is read
+  // row after row (a sequential stream), C accumulated in place. Every element is the micro-kernels' FMA
+  // chain over p in ascending order (same bits). No epilogue: the caller applies bias / activation.
+  void (*gemm_rows_stream)(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
+                           Index ldc, Index n);
 
   // Packs rows [0, m) × columns [0, k) of row-major A (leading dimension lda) into ceil(m / mr) panels of
   // mr × k, k-major (element (i, p) of panel q at dst[q * mr * k + p * mr + i]); rows past m are zero.

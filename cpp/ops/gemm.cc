@@ -58,44 +58,54 @@ void epilogue(const Problem& pb, Index row0, Index rows, Index col0, Index cols)
   }
 }
 
-// Panels of a raw B packed together per call (kc × kPanelChunk · nr floats of thread scratch, in L2):
-// B's rows are then read 2 KiB at a time, which the hardware prefetcher follows, instead of one
-// nr-wide strip per row (a new page every row for wide B).
-constexpr Index kPanelChunk = 16;
-// Below this many rows, a raw B is read in place: packing would cost as much as the product.
+// Below this many rows a raw B is read in place: a copy would be used too few times to pay for itself.
 constexpr Index kPackRawBMinRows = 4;
+// K block of a raw B packed on the fly: a strip of kRawBlockK rows × 2 cache lines, prefetched two panels
+// ahead, stays in L2 even when B's rows are a power-of-two number of bytes apart and map to few sets
+// (with the packed-weight kc of 512, 8 KiB rows thrashed and 32×512×2048 ran at 50% of peak, not 67%).
+constexpr Index kRawBlockK = 128;
 
 // Rows [row0, row0 + rows) × panels [j0, j1), A read in place. Loop order: K blocks, panels, row tiles.
+// A raw B is packed on the fly, one panel at a time, by the first row tile (which computes from the raw
+// strip and writes the packed copy as it goes, while prefetching a later raw strip); the other tiles
+// read the copy from cache. Read in place by every tile instead, a strip of B whose rows are ldb floats
+// apart falls in a few L1 sets (ldb a power of two) and is fetched again for every tile; packed in a
+// separate pass, it cost a third of a small-M product.
 void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
   const GemmBlocking& g = pb.kernels->gemm;
   const bool pack_b_here = pb.b.packed == nullptr && rows >= kPackRawBMinRows;
   thread_local AlignedBuffer b_scratch;
-  float* b_chunk = pack_b_here ? b_scratch.reserve(static_cast<std::size_t>(g.kc * g.nr * kPanelChunk)) : nullptr;
-  for (Index k0 = 0; k0 < pb.k; k0 += g.kc) {
-    const Index kc_b = std::min<Index>(g.kc, pb.k - k0);
+  float* b_panel = pack_b_here ? b_scratch.reserve(static_cast<std::size_t>(kRawBlockK * g.nr)) : nullptr;
+  const Index kc = pack_b_here ? kRawBlockK : g.kc;
+  for (Index k0 = 0; k0 < pb.k; k0 += kc) {
+    const Index kc_b = std::min<Index>(kc, pb.k - k0);
     const bool last = k0 + kc_b >= pb.k;
-    for (Index jc = j0; jc < j1; jc += kPanelChunk) {
-      const Index jc_end = std::min<Index>(j1, jc + kPanelChunk);
-      if (pack_b_here) {
-        const Index cols = std::min<Index>(pb.n, jc_end * g.nr) - jc * g.nr;
-        pack_b(*pb.kernels, pb.b.raw + k0 * pb.b.ldb + jc * g.nr, pb.b.ldb, kc_b, cols, false, b_chunk);
-      }
-      for (Index j = jc; j < jc_end; ++j) {
-        const Index col0 = j * g.nr;
-        const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
-        const float* bp = pack_b_here ? b_chunk + (j - jc) * kc_b * g.nr : pb.b.panel(k0, j, g.nr);
-        const Index ldb = pack_b_here ? g.nr : pb.b.stride(g.nr);
-        // Prefetch the next panel (a chunk packed here is already in L2).
-        const float* next = pack_b_here || j + 1 >= j1 ? bp : pb.b.panel(k0, j + 1, g.nr);
-        TileEpilogue epi_storage;
-        const TileEpilogue* epi = tile_epilogue(pb, col0, epi_storage);
-        for (Index i0 = 0; i0 < rows; i0 += g.mr) {
-          const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
-          float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
-          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, pb.a + (row0 + i0) * pb.lda + k0, pb.lda, bp, ldb, next,
-                                                     c, pb.out.ldc, cols, k0 > 0, last ? epi : nullptr);
-          if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
-        }
+    for (Index j = j0; j < j1; ++j) {
+      const Index col0 = j * g.nr;
+      const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
+      const float* bp = pb.b.panel(k0, j, g.nr);
+      const Index ldb = pb.b.stride(g.nr);
+      // The strip to prefetch: the next panel, or two panels ahead for a raw B packed here (its rows come
+      // from L3 or memory a line pair at a time, and the first tile's time alone does not cover them).
+      const Index ahead = pack_b_here ? 2 : 1;
+      const float* next = j + ahead < j1 ? pb.b.panel(k0, j + ahead, g.nr)
+                          : j + 1 < j1   ? pb.b.panel(k0, j + 1, g.nr)
+                                         : bp;
+      TileEpilogue epi_storage;
+      const TileEpilogue* epi = last ? tile_epilogue(pb, col0, epi_storage) : nullptr;
+      for (Index i0 = 0; i0 < rows; i0 += g.mr) {
+        const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
+        float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
+        const float* a = pb.a + (row0 + i0) * pb.lda + k0;
+        if (pack_b_here && i0 == 0)
+          pb.kernels->gemm_rowmajor_a_packing_b[tile_rows - 1](kc_b, a, pb.lda, bp, ldb, next, c, pb.out.ldc, cols,
+                                                               k0 > 0, epi, b_panel);
+        else if (pack_b_here)
+          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, a, pb.lda, b_panel, g.nr, b_panel, c, pb.out.ldc, cols,
+                                                     k0 > 0, epi);
+        else
+          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, a, pb.lda, bp, ldb, next, c, pb.out.ldc, cols, k0 > 0, epi);
+        if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
       }
     }
   }
@@ -160,20 +170,33 @@ void zero_k(const Problem& pb) {
   }
 }
 
+// A few rows against a raw B: B streams row after row (gemm_rows_stream); bias and activation after.
+void run_rows_stream(const Problem& pb) {
+  pb.kernels->gemm_rows_stream(pb.m, pb.k, pb.a, pb.lda, pb.b.raw, pb.b.ldb, pb.out.c, pb.out.ldc, pb.n);
+  if (pb.out.bias == nullptr && pb.out.activation == Activation::kNone) return;
+  for (Index i = 0; i < pb.m; ++i) {
+    float* c = pb.out.c + i * pb.out.ldc;
+    pb.kernels->bias_activation_row(c, pb.out.bias, pb.out.activation, c, pb.n);
+  }
+}
+
 void run(const Problem& pb, int threads) {
   if (pb.m == 0 || pb.n == 0) return;
   if (pb.k == 0) return zero_k(pb);
   if (threads <= 0) threads = get_num_threads();
+  // Waking a second thread costs microseconds (far more on a busy machine): below ~2 MFLOP, which one
+  // core does in ~15 µs, the product runs on the calling thread.
+  const Index flops = 2 * pb.m * pb.n * pb.k;
+  if (flops < 2 * 1024 * 1024) threads = 1;
+  // A few rows against a raw B on one thread: stream B's rows. (Split across threads by columns, each
+  // thread's share of a row is a short strided piece again, and the panel path below does better.)
+  if (pb.b.packed == nullptr && pb.m < kPackRawBMinRows && threads == 1) return run_rows_stream(pb);
   const GemmBlocking& g = pb.kernels->gemm;
   const Index m_tiles = (pb.m + g.mr - 1) / g.mr;
   const Index n_panels = (pb.n + g.nr - 1) / g.nr;
   const bool small_m = pb.m <= kSmallM;
   auto body = small_m ? run_rowmajor_a : run_packed_a;
   // Split M when there are enough row tiles for every thread; otherwise split N.
-  // Waking a second thread costs microseconds (far more on a busy machine): below ~2 MFLOP, which one
-  // core does in ~15 µs, the product runs on the calling thread.
-  const Index flops = 2 * pb.m * pb.n * pb.k;
-  if (flops < 2 * 1024 * 1024) threads = 1;
   if (!small_m && m_tiles >= 4 * threads) {
     parallel_for(m_tiles, [&](Index t0, Index t1) {
       const Index row0 = t0 * g.mr;

@@ -322,6 +322,30 @@ def test_thread_count_does_not_change_results(isa, m, k, n, rng):
     assert np.array_equal(results[1][0], results[1][1]) and np.array_equal(results[1][0], results[1][2])
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 17, 40])
+@pytest.mark.parametrize("n", [33, 2050])
+def test_raw_b_small_m_paths(isa, m, n, rng):
+    """A raw [K, N] B at small M takes its own paths: rows streamed (M < 4, one thread), or packed on the
+    fly panel by panel in K blocks shorter than a packed weight's (M >= 4). K = 300 crosses those blocks,
+    N = 2050 the streaming chunk and a partial panel. Against the reference, and bitwise equal to the
+    packed-weight path at 1 and 2 threads, with bias and ReLU (fused in the micro-kernel) and GELU."""
+    k = 300
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    packed = ops.pack_weight(b)
+    for act in (None, "relu", "gelu"):
+        pre = a.astype(np.float64) @ b.astype(np.float64) + bias
+        want = ref.ACTIVATIONS[act](pre)
+        for t in (1, 2):
+            with use_threads(t):
+                got = ops.matmul(a, b, bias=bias, activation=act, out=nan_like((m, n)))
+                via_packed = ops.matmul(a, packed, bias=bias, activation=act)
+            what = f"{isa} m={m} n={n} act={act} threads={t}"
+            assert_within(got, want, activation_bound(gemm_bound(a, b, False, bias), pre, want), what)
+            assert np.array_equal(got, via_packed), f"{what}: raw and packed paths differ"
+
+
 @pytest.mark.parametrize("m", [10, 300])
 def test_row_alone_equals_row_in_batch(isa, m, rng, threads):
     """matmul(a[i:i+1], W) == matmul(a, W)[i:i+1] bitwise, for every way of passing W."""

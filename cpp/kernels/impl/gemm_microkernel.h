@@ -18,9 +18,11 @@ struct GemmMicroKernels {
   static_assert(NR % W == 0, "nr must be a multiple of the vector width");
   static_assert(MR <= kMaxTileRows, "mr too large");
 
-  template <int M, bool kPackedA, bool kFullN>
+  // kPackB: also writes the B rows it reads to b_out as one packed panel (p · NR + c, zero past n).
+  template <int M, bool kPackedA, bool kFullN, bool kPackB = false>
   static inline void tile(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next,
-                          float* c, Index ldc, int n, bool accumulate, const TileEpilogue* epilogue) {
+                          float* c, Index ldc, int n, bool accumulate, const TileEpilogue* epilogue,
+                          float* b_out = nullptr) {
     using R = typename V::Reg;
     using TM = typename V::TailMask;
     R acc[M][NV];
@@ -47,6 +49,10 @@ struct GemmMicroKernels {
       R bv[NV];
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) bv[v] = kFullN ? V::loadu(b + v * W) : V::load_mask(b + v * W, mask[v]);
+      if constexpr (kPackB) {
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) V::storeu(b_out + p * NR + v * W, bv[v]);
+      }
 #pragma GCC unroll 16
       for (int i = 0; i < M; ++i) {
         const R ai = V::set1(kPackedA ? a[p * MR + i] : a[i * lda + p]);
@@ -99,6 +105,24 @@ struct GemmMicroKernels {
       tile<M, kPackedA, false>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue);
   }
 
+  template <int M>
+  static void kernel_packing_b(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next,
+                               float* c, Index ldc, int n, bool accumulate, const TileEpilogue* epilogue,
+                               float* b_out) {
+    if (n == NR)
+      tile<M, false, true, true>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue, b_out);
+    else
+      tile<M, false, false, true>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue, b_out);
+  }
+
+  template <std::size_t... I>
+  static constexpr auto make_packing_b(std::index_sequence<I...>) {
+    struct Array {
+      GemmPackingMicroKernel fn[kMaxTileRows];
+    };
+    return Array{{(I < MR ? &kernel_packing_b<(I < MR ? int(I) + 1 : 1)> : nullptr)...}};
+  }
+
   template <bool kPackedA, std::size_t... I>
   static constexpr auto make(std::index_sequence<I...>) {
     struct Array {
@@ -107,6 +131,61 @@ struct GemmMicroKernels {
     return Array{{(I < MR ? &kernel<(I < MR ? int(I) + 1 : 1), kPackedA> : nullptr)...}};
   }
 };
+
+// See KernelTable::gemm_rows_stream. C is accumulated in place, kChunk columns at a time (M rows of
+// them stay in L1), over B's rows in order: each step reads a contiguous stretch of a row of B.
+template <class V, int M>
+void gemm_rows_stream_m(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
+                        Index n) {
+  constexpr int W = V::kWidth;
+  constexpr Index kChunk = 2048;
+  using R = typename V::Reg;
+  for (Index j0 = 0; j0 < n; j0 += kChunk) {
+    const Index cols = n - j0 < kChunk ? n - j0 : kChunk;
+    const Index full = cols / W * W;
+    const int rest = static_cast<int>(cols - full);
+    const auto tail = V::tail_mask(rest);
+    for (int i = 0; i < M; ++i) {
+      float* ci = c + i * ldc + j0;
+      for (Index j = 0; j < full; j += W) V::storeu(ci + j, V::zero());
+      if (rest > 0) V::store_mask(ci + full, V::zero(), tail);
+    }
+    for (Index p = 0; p < k; ++p) {
+      const float* bp = b + p * ldb + j0;
+      R ai[M];
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i) ai[i] = V::set1(a[i * lda + p]);
+      for (Index j = 0; j < full; j += W) {
+        const R bv = V::loadu(bp + j);
+#pragma GCC unroll 4
+        for (int i = 0; i < M; ++i) {
+          float* cij = c + i * ldc + j0 + j;
+          V::storeu(cij, V::fmadd(ai[i], bv, V::loadu(cij)));
+        }
+      }
+      if (rest > 0) {
+        const R bv = V::load_mask(bp + full, tail);
+#pragma GCC unroll 4
+        for (int i = 0; i < M; ++i) {
+          float* cij = c + i * ldc + j0 + full;
+          V::store_mask(cij, V::fmadd(ai[i], bv, V::load_mask(cij, tail)), tail);
+        }
+      }
+    }
+  }
+}
+
+template <class V>
+void gemm_rows_stream(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
+                      Index n) {
+  switch (m) {
+    case 1: return gemm_rows_stream_m<V, 1>(k, a, lda, b, ldb, c, ldc, n);
+    case 2: return gemm_rows_stream_m<V, 2>(k, a, lda, b, ldb, c, ldc, n);
+    case 3: return gemm_rows_stream_m<V, 3>(k, a, lda, b, ldb, c, ldc, n);
+    default:
+      for (Index i = 0; i < m; i += 3) gemm_rows_stream<V>(m - i < 3 ? m - i : 3, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, n);
+  }
+}
 
 // Packs rows [0, m) of row-major A into mr-row, k-major panels; rows past m are zero. Works in W × W
 // blocks (W rows × W columns of A, loaded, transposed in registers, stored as W k-steps of up to W

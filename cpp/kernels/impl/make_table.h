@@ -24,6 +24,7 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name, Blocking b) {
   using K = GemmMicroKernels<V, MR, NR>;
   constexpr auto packed = K::template make<true>(std::make_index_sequence<kMaxTileRows>{});
   constexpr auto rowmajor = K::template make<false>(std::make_index_sequence<kMaxTileRows>{});
+  constexpr auto packing_b = K::make_packing_b(std::make_index_sequence<kMaxTileRows>{});
   KernelTable t{};
   t.isa = isa;
   t.name = name;
@@ -32,8 +33,10 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name, Blocking b) {
   for (int i = 0; i < kMaxTileRows; ++i) {
     t.gemm_packed_a[i] = packed.fn[i];
     t.gemm_rowmajor_a[i] = rowmajor.fn[i];
+    t.gemm_rowmajor_a_packing_b[i] = packing_b.fn[i];
   }
   t.pack_a = &pack_a<V, MR>;
+  t.gemm_rows_stream = &gemm_rows_stream<V>;
   t.pack_b_transposed = &pack_b_transposed<V, NR>;
   t.pack_b_rows = &pack_b_rows<V, NR>;
   t.softmax_row = &softmax_row<V>;
