@@ -132,6 +132,43 @@ struct GemmMicroKernels {
   }
 };
 
+// See KernelTable::gemm_row_panels. Up to kGroup panels share one pass over a (kGroup · NR / W chains).
+template <class V, int NR>
+void gemm_row_panels(Index k, const float* a, const float* b, Index ldb, Index panel_stride, float* c, Index n,
+                     bool accumulate) {
+  constexpr int W = V::kWidth;
+  constexpr int NV = NR / W;
+  constexpr int kGroup = 4;
+  using R = typename V::Reg;
+  using TM = typename V::TailMask;
+  for (Index j0 = 0; j0 < n; j0 += kGroup * NR) {
+    const Index cols = n - j0 < kGroup * NR ? n - j0 : kGroup * NR;
+    const float* bg = b + j0 / NR * panel_stride;
+    if (cols == kGroup * NR) {  // the common case: no masks
+      R acc[kGroup * NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < kGroup * NV; ++v) acc[v] = accumulate ? V::loadu(c + j0 + v * W) : V::zero();
+      for (Index p = 0; p < k; ++p) {
+        const R ap = V::set1(a[p]);
+#pragma GCC unroll 16
+        for (int v = 0; v < kGroup * NV; ++v)
+          acc[v] = V::fmadd(ap, V::loadu(bg + (v / NV) * panel_stride + p * ldb + (v % NV) * W), acc[v]);
+      }
+#pragma GCC unroll 16
+      for (int v = 0; v < kGroup * NV; ++v) V::storeu(c + j0 + v * W, acc[v]);
+      continue;
+    }
+    const int vecs = static_cast<int>((cols + W - 1) / W);
+    for (int v0 = 0; v0 < vecs; ++v0) {  // a partial group: one vector at a time
+      const TM mask = V::tail_mask(static_cast<int>(cols - v0 * W));
+      const float* bv = bg + (v0 / NV) * panel_stride + (v0 % NV) * W;
+      R acc = accumulate ? V::load_mask(c + j0 + v0 * W, mask) : V::zero();
+      for (Index p = 0; p < k; ++p) acc = V::fmadd(V::set1(a[p]), V::load_mask(bv + p * ldb, mask), acc);
+      V::store_mask(c + j0 + v0 * W, acc, mask);
+    }
+  }
+}
+
 // See KernelTable::gemm_rows_stream. C is accumulated in place, kChunk columns at a time (M rows of
 // them stay in L1), over B's rows in order: each step reads a contiguous stretch of a row of B.
 template <class V, int M>
