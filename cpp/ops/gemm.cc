@@ -58,6 +58,17 @@ void epilogue(const Problem& pb, Index row0, Index rows, Index col0, Index cols)
   }
 }
 
+// The whole output transform (bias, then activation) as a pass over a block of C, for the paths whose
+// kernels apply none of it.
+void bias_activation_block(const Problem& pb, Index row0, Index rows, Index col0, Index cols) {
+  if (pb.out.bias == nullptr && pb.out.activation == Activation::kNone) return;
+  const float* bias = pb.out.bias ? pb.out.bias + col0 : nullptr;
+  for (Index i = 0; i < rows; ++i) {
+    float* c = pb.out.c + (row0 + i) * pb.out.ldc + col0;
+    pb.kernels->bias_activation_row(c, bias, pb.out.activation, c, cols);
+  }
+}
+
 // Below this many rows a raw B is read in place: a copy would be used too few times to pay for itself.
 constexpr Index kPackRawBMinRows = 4;
 // K block of a raw B packed on the fly: a strip of kRawBlockK rows × 2 cache lines, prefetched two panels
@@ -65,12 +76,6 @@ constexpr Index kPackRawBMinRows = 4;
 // (with the packed-weight kc of 512, 8 KiB rows thrashed and 32×512×2048 ran at 50% of peak, not 67%).
 constexpr Index kRawBlockK = 128;
 
-// Rows [row0, row0 + rows) × panels [j0, j1), A read in place. Loop order: K blocks, panels, row tiles.
-// A raw B is packed on the fly, one panel at a time, by the first row tile (which computes from the raw
-// strip and writes the packed copy as it goes, while prefetching a later raw strip); the other tiles
-// read the copy from cache. Read in place by every tile instead, a strip of B whose rows are ldb floats
-// apart falls in a few L1 sets (ldb a power of two) and is fetched again for every tile; packed in a
-// separate pass, it cost a third of a small-M product.
 // One row against B read in place: groups of kRowPanels panels per pass (gemm_row_panels), bias and
 // activation after the last K block. A one-row micro-kernel tile keeps only nr / W FMA chains in flight
 // and waits on their latency: 1×512×2048 against an L2-resident packed weight ran at 35 GFLOP/s on two
@@ -86,13 +91,17 @@ void run_one_row(const Problem& pb, Index row, Index j0, Index j1) {
       const Index col0 = j * g.nr, cols = std::min<Index>(std::min(j1, j + kRowPanels) * g.nr, pb.n) - col0;
       pb.kernels->gemm_row_panels(kc_b, pb.a + row * pb.lda + k0, pb.b.panel(k0, j, g.nr), pb.b.stride(g.nr),
                                   panel_stride, c + col0, cols, k0 > 0);
-      if (k0 + kc_b >= pb.k && (pb.out.bias || pb.out.activation != Activation::kNone))
-        pb.kernels->bias_activation_row(c + col0, pb.out.bias ? pb.out.bias + col0 : nullptr, pb.out.activation,
-                                        c + col0, cols);
+      if (k0 + kc_b >= pb.k) bias_activation_block(pb, row, 1, col0, cols);
     }
   }
 }
 
+// Rows [row0, row0 + rows) × panels [j0, j1), A read in place. Loop order: K blocks, panels, row tiles.
+// A raw B is packed on the fly, one panel at a time, by the first row tile (which computes from the raw
+// strip and writes the packed copy as it goes, while prefetching a later raw strip); the other tiles
+// read the copy from cache. Read in place by every tile instead, a strip of B whose rows are ldb floats
+// apart falls in a few L1 sets (ldb a power of two) and is fetched again for every tile; packed in a
+// separate pass, it cost a third of a small-M product.
 void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
   const GemmBlocking& g = pb.kernels->gemm;
   if (rows == 1) return run_one_row(pb, row0, j0, j1);
@@ -186,21 +195,14 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
 
 void zero_k(const Problem& pb) {
   // K == 0: C = act(0 + bias).
-  for (Index i = 0; i < pb.m; ++i) {
-    float* c = pb.out.c + i * pb.out.ldc;
-    std::fill(c, c + pb.n, 0.0f);
-    pb.kernels->bias_activation_row(c, pb.out.bias, pb.out.activation, c, pb.n);
-  }
+  for (Index i = 0; i < pb.m; ++i) std::fill(pb.out.c + i * pb.out.ldc, pb.out.c + i * pb.out.ldc + pb.n, 0.0f);
+  bias_activation_block(pb, 0, pb.m, 0, pb.n);
 }
 
 // A few rows against a raw B: B streams row after row (gemm_rows_stream); bias and activation after.
 void run_rows_stream(const Problem& pb) {
   pb.kernels->gemm_rows_stream(pb.m, pb.k, pb.a, pb.lda, pb.b.raw, pb.b.ldb, pb.out.c, pb.out.ldc, pb.n);
-  if (pb.out.bias == nullptr && pb.out.activation == Activation::kNone) return;
-  for (Index i = 0; i < pb.m; ++i) {
-    float* c = pb.out.c + i * pb.out.ldc;
-    pb.kernels->bias_activation_row(c, pb.out.bias, pb.out.activation, c, pb.n);
-  }
+  bias_activation_block(pb, 0, pb.m, 0, pb.n);
 }
 
 void run(const Problem& pb, int threads) {
