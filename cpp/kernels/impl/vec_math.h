@@ -56,7 +56,7 @@ inline typename V::Reg erf(typename V::Reg x) {
   q = V::fmadd(q, x2, V::set1(-1.42647390514189e-02f));
   // Beyond the clamp erf is ±1 exactly (the rational form leaves 1 − 2^−25 there, which would make
   // 1 + erf(x) and GELU of large negative x tiny but non-zero).
-  const R e = V::div(V::mul(xc, p), q);
+  const R e = V::div_fast(V::mul(xc, p), q);  // q ≤ −0.0142 never approaches 0
   const R big = V::set1(3.832506856900711f);
   return V::select(V::gt(x, big), V::set1(1.0f), V::select(V::lt(x, V::sub(V::zero(), big)), V::set1(-1.0f), e));
 }

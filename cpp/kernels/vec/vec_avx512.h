@@ -36,6 +36,13 @@ struct Vec {
   static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
   static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
   static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
+  // a / b from the reciprocal estimate refined by one Newton step on the quotient (within ~1 ulp of the
+  // division; b finite and non-zero): a division has ~10× the throughput cost of the four operations.
+  static Reg div_fast(Reg a, Reg b) {
+    const Reg r = _mm512_rcp14_ps(b);
+    const Reg y = _mm512_mul_ps(a, r);
+    return _mm512_fmadd_ps(_mm512_fnmadd_ps(b, y, a), r, y);
+  }
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   static Reg fnmadd(Reg a, Reg b, Reg c) { return _mm512_fnmadd_ps(a, b, c); }
   static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }

@@ -37,6 +37,7 @@ struct Vec {
   static Reg sub(Reg a, Reg b) { return a - b; }
   static Reg mul(Reg a, Reg b) { return a * b; }
   static Reg div(Reg a, Reg b) { return a / b; }
+  static Reg div_fast(Reg a, Reg b) { return a / b; }
   static Reg fmadd(Reg a, Reg b, Reg c) { return a * b + c; }  // a·b + c
   static Reg fnmadd(Reg a, Reg b, Reg c) { return c - a * b; }  // c − a·b
   // max/min return the second operand when either is NaN, as x86 maxps/minps do, so that clamping
