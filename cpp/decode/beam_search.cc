@@ -6,6 +6,7 @@
 
 #include "core/parallel.h"
 #include "decode/logits_processing.h"
+#include "kernels/kernel_table.h"
 
 namespace cpuformer {
 namespace {
@@ -29,19 +30,33 @@ struct Sentence {
 };
 
 // The k best (score desc, then flat index asc) of the live beams' continuations.
-void top_candidates(const Sentence& s, const float* logits, Index vocab, Index k, std::vector<Candidate>& out) {
+// Once k candidates are held, a chunk of the vocabulary whose largest entry (the vectorised argmax
+// kernel; NaN never counts, as below) cannot beat the k-th is skipped whole: float addition is
+// monotonic, so no entry of it would pass the element test either. The element-by-element scan of
+// 4 × 32k log-probabilities per sentence cost ~2.4% of a batch-32 beam-4 step.
+constexpr Index kCandidateChunk = 256;
+
+void top_candidates(const KernelTable& kernels, const Sentence& s, const float* logits, Index vocab, Index k,
+                    std::vector<Candidate>& out) {
   out.clear();
   for (Index bi = 0; bi < static_cast<Index>(s.live.size()); ++bi) {
     const float* row = logits + s.live[bi].row * vocab;
     const float base = s.live[bi].score;
-    for (Index j = 0; j < vocab; ++j) {
-      const float score = base + row[j];
-      if (static_cast<Index>(out.size()) == k && !(score > out.back().score)) continue;
-      Candidate c{score, bi, j};
-      auto pos = std::upper_bound(out.begin(), out.end(), c,
-                                  [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
-      out.insert(pos, c);
-      if (static_cast<Index>(out.size()) > k) out.pop_back();
+    for (Index j0 = 0; j0 < vocab; j0 += kCandidateChunk) {
+      const Index j1 = std::min<Index>(vocab, j0 + kCandidateChunk);
+      if (static_cast<Index>(out.size()) == k) {
+        const Index top = j0 + kernels.argmax_row(row + j0, j1 - j0);
+        if (!(base + row[top] > out.back().score)) continue;
+      }
+      for (Index j = j0; j < j1; ++j) {
+        const float score = base + row[j];
+        if (static_cast<Index>(out.size()) == k && !(score > out.back().score)) continue;
+        Candidate c{score, bi, j};
+        auto pos = std::upper_bound(out.begin(), out.end(), c,
+                                    [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+        out.insert(pos, c);
+        if (static_cast<Index>(out.size()) > k) out.pop_back();
+      }
     }
   }
 }
@@ -78,7 +93,7 @@ DecodingResult beam_search(Seq2SeqModel& model, const std::int64_t* src_ids, Ind
     // process default, so that a model set to one thread never starts a parallel region).
     parallel_for(batch, [&](Index b0, Index b1) {
       for (Index b = b0; b < b1; ++b)
-        if (!sentences[b].done) top_candidates(sentences[b], logits, vocab, 2 * beam, candidates[b]);
+        if (!sentences[b].done) top_candidates(*st.kernels, sentences[b], logits, vocab, 2 * beam, candidates[b]);
     }, model.num_threads());
     const bool at_limit = t + 1 >= o.max_length;
     std::vector<Index> sources;
