@@ -41,8 +41,10 @@ class MultiHeadAttention {
   void step_cross(const float* x, Index n, const LayerStepCache& cache, float* y, Workspace& ws, int threads) const;
 
  private:
-  // One query row per hypothesis against its own packed keys / row-major values (row stride ldv);
-  // runs the hypotheses in parallel.
+  // One query row per hypothesis against its packed keys / row-major values (row stride ldv); runs the
+  // hypotheses in parallel. Consecutive rows with the same keys and values (the beams of one sentence in
+  // cross-attention) form one multi-row query, so the keys are read once and the micro-kernel works on
+  // a tile of several rows; a row's arithmetic does not depend on the rows it is grouped with.
   void attend_rows(const KernelTable& kernels, const float* q, Index ldq, Index n, const float* const* k_packed,
                    const float* const* v, Index ldv, const Index* k_lens, float* out, int threads) const;
 
