@@ -223,11 +223,9 @@ void run(const Problem& pb, int threads) {
   auto body = small_m ? run_rowmajor_a : run_packed_a;
   // Split M when there are enough row tiles for every thread; otherwise split N.
   if (!small_m && m_tiles >= 4 * threads) {
-    parallel_for(m_tiles, [&](Index t0, Index t1) {
-      const Index row0 = t0 * g.mr;
-      const Index rows = std::min<Index>(pb.m, t1 * g.mr) - row0;
-      body(pb, row0, rows, 0, n_panels);
-    }, threads);
+    // Equal row counts, not equal tile counts: 128 rows as 5 + 5 tiles were 70 and 58 rows (the last
+    // tile holds 2), and the thread with 70 set the time.
+    parallel_for(pb.m, [&](Index r0, Index r1) { body(pb, r0, r1 - r0, 0, n_panels); }, threads);
   } else {
     parallel_for(n_panels, [&](Index j0, Index j1) { body(pb, 0, pb.m, j0, j1); }, threads);
   }
