@@ -5,6 +5,8 @@
 // Heads are read in place from the projection buffer by strides: no transposes, no copies.
 #pragma once
 
+#include <functional>
+
 #include "core/dims.h"
 #include "nn/linear.h"
 #include "nn/sequence_batch.h"
@@ -45,8 +47,11 @@ class MultiHeadAttention {
   // hypotheses in parallel. Consecutive rows with the same keys and values (the beams of one sentence in
   // cross-attention) form one multi-row query, so the keys are read once and the micro-kernel works on
   // a tile of several rows; a row's arithmetic does not depend on the rows it is grouped with.
+  // prepare(first_row, rows), when given, runs on the attending thread just before a group attends (the
+  // self-attention appends there: the cache lines it writes are the ones the attention reads next).
   void attend_rows(const KernelTable& kernels, const float* q, Index ldq, Index n, const float* const* k_packed,
-                   const float* const* v, Index ldv, const Index* k_lens, float* out, int threads) const;
+                   const float* const* v, Index ldv, const Index* k_lens, float* out, int threads,
+                   const std::function<void(Index, Index)>* prepare = nullptr) const;
 
   // out[rows, D] = attention of q (row stride ldq) over k, v (row stride ldkv), sequence by sequence.
   void attend(const float* q, Index ldq, const SequenceBatch& q_seqs, const float* k, const float* v, Index ldkv,
