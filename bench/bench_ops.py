@@ -43,6 +43,10 @@ GEMM_SHAPES = [
 ]
 # [rows, cols]; the last is attention scores: batch 32 x 8 heads x 128 queries over 128 keys.
 SOFTMAX_SHAPES = [(8192, 512), (2048, 2048), (32 * 8 * 128, 128)]
+# The same scores with a key padding mask ("softmax_masked": keys past each row's length, uniform in
+# 16..128, are -inf), as attention sees them. Masked entries must cost nothing extra: an exp that turned
+# them into denormals once made every such row take microcode assists.
+SOFTMAX_MASKED_SHAPES = [(32 * 8 * 128, 128)]
 LAYER_NORM_SHAPES = [(4096, 512), (4096, 1024)]
 
 IMPLS = ("cpuformer", "numpy", "torch")
@@ -203,18 +207,18 @@ def _rowwise_call(op, impl, mod, x, w, b):
     if impl == "cpuformer":
         ops = mod.ops
         y = np.empty_like(x)
-        if op == "softmax":
+        if op.startswith("softmax"):
             return lambda: ops.softmax(x, out=y)
         return lambda: ops.layer_norm(x, w, b, eps, out=y)
     if impl == "numpy":
         buf = np.empty_like(x)
         tmp = np.empty((rows, 1), np.float32)
-        if op == "softmax":
+        if op.startswith("softmax"):
             return lambda: _numpy_softmax(np, x, buf, tmp)
         return lambda: _numpy_layer_norm(np, x, w, b, eps, buf, tmp)
     torch = mod
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
-    if op == "softmax":
+    if op.startswith("softmax"):
         return lambda: torch.softmax(tx, dim=-1)
     f = torch.nn.functional.layer_norm
     n = x.shape[1]
@@ -239,6 +243,9 @@ def _measure_one(req: dict, impl: str, mod, config: dict, timing: dict) -> list:
     else:
         rows, cols = shape
         x = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(3.0)
+        if bench == "softmax_masked":
+            lengths = rng.integers(16, cols + 1, size=rows)
+            x[np.arange(cols)[None, :] >= lengths[:, None]] = -np.inf
         w = rng.standard_normal(cols, dtype=np.float32)
         b = rng.standard_normal(cols, dtype=np.float32)
         fn = _rowwise_call(bench, impl, mod, x, w, b)
@@ -335,6 +342,7 @@ def _plan(ops) -> list:
         plan += [("matmul", s) for s in GEMM_SHAPES]
     if "softmax" in ops:
         plan += [("softmax", s) for s in SOFTMAX_SHAPES]
+        plan += [("softmax_masked", s) for s in SOFTMAX_MASKED_SHAPES]
     if "layer_norm" in ops:
         plan += [("layer_norm", s) for s in LAYER_NORM_SHAPES]
     return plan
