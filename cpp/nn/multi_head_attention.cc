@@ -161,8 +161,8 @@ void MultiHeadAttention::step_self(const float* x, Index n, const LayerStepCache
   }
   // Each hypothesis appends its new key and value right before it attends, on the same thread: a key lands
   // in d scattered cache lines of its panel (one per dimension), which the attention then reads from L1/L2
-  // instead of fetching them a second time. (Appended for all rows first, on one thread, they took ~3%
-  // of a 128-hypothesis beam step.)
+  // instead of fetching them a second time. (Appended for all rows in a pass of their own, the lines
+  // were evicted again before a 128-hypothesis beam step attended; this way the step is ~2% faster.)
   const std::function<void(Index, Index)> append = [&](Index first, Index rows) {
     for (Index r = first; r < first + rows; ++r) {
       append_packed_key(qkv + r * 3 * d + d, cache.position, heads_, d / heads_, nr, k[r]);

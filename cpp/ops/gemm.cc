@@ -109,6 +109,10 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
   thread_local AlignedBuffer b_scratch;
   float* b_panel = pack_b_here ? b_scratch.reserve(static_cast<std::size_t>(kRawBlockK * g.nr)) : nullptr;
   const Index kc = pack_b_here ? kRawBlockK : g.kc;
+  const Index ldb = pb.b.stride(g.nr);
+  // The strip to prefetch: the next panel, or two panels ahead for a raw B packed here (its rows come
+  // from L3 or memory a line pair at a time, and the first tile's time alone does not cover them).
+  const Index ahead = pack_b_here ? 2 : 1;
   for (Index k0 = 0; k0 < pb.k; k0 += kc) {
     const Index kc_b = std::min<Index>(kc, pb.k - k0);
     const bool last = k0 + kc_b >= pb.k;
@@ -116,10 +120,6 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
       const Index col0 = j * g.nr;
       const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
       const float* bp = pb.b.panel(k0, j, g.nr);
-      const Index ldb = pb.b.stride(g.nr);
-      // The strip to prefetch: the next panel, or two panels ahead for a raw B packed here (its rows come
-      // from L3 or memory a line pair at a time, and the first tile's time alone does not cover them).
-      const Index ahead = pack_b_here ? 2 : 1;
       const float* next = j + ahead < j1 ? pb.b.panel(k0, j + ahead, g.nr)
                           : j + 1 < j1   ? pb.b.panel(k0, j + 1, g.nr)
                                          : bp;
