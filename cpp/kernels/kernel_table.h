@@ -7,8 +7,8 @@
 //   * A packed: k-major panels, element (i, p) at a[p * mr + i] (see pack_a); A row-major: a[i * lda + p].
 //   * B: row p of the tile at b + p * ldb, nr consecutive floats (a packed panel has ldb == nr and is
 //     zero-padded past n; a raw row-major B has ldb == N and is read with masked loads when n < nr).
-//   * b_next: the B tile the caller will need next (same ldb), prefetched towards L2 row by row while
-//     this one is computed; never dereferenced, so any address will do (pass b when there is none).
+//   * next: rows of the B tile the caller will need next, prefetched towards L2 while this one is
+//     computed, spread evenly over the k steps (PrefetchRows); never dereferenced.
 //   * epilogue (null: none): bias add and ReLU applied in registers before the store (TileEpilogue); the
 //     bits equal a separate pass over C afterwards (one rounding for the add either way).
 //   * accumulate == false: C = A·B; true: C = C + A·B. Every element is one FMA chain over p in
@@ -34,15 +34,24 @@ struct TileEpilogue {
   bool relu;
 };
 
+// Rows [0, rows) of a B tile (row p at b + p · ld), to be prefetched by a micro-kernel while it computes,
+// at most one row per k step and evenly spread. A panel shared by several row tiles is split among them
+// (see gemm.cc), so it arrives at the pace of the whole block's compute, not the first tile's.
+struct PrefetchRows {
+  const float* b = nullptr;
+  Index ld = 0;
+  Index rows = 0;
+};
+
 using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb,
-                                 const float* b_next, float* c, Index ldc, int n, bool accumulate,
+                                 const PrefetchRows& next, float* c, Index ldc, int n, bool accumulate,
                                  const TileEpilogue* epilogue);
 
 // A row-major-A micro-kernel that reads a raw (unpacked) B strip and also writes it to b_out as a packed
 // panel (element (p, c) at b_out[p · nr + c], zero past n), so the other row tiles of a small-M product
 // reuse the copy from cache instead of B being packed in a pass of its own.
 using GemmPackingMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb,
-                                        const float* b_next, float* c, Index ldc, int n, bool accumulate,
+                                        const PrefetchRows& next, float* c, Index ldc, int n, bool accumulate,
                                         const TileEpilogue* epilogue, float* b_out);
 
 struct GemmBlocking {

@@ -114,7 +114,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         const int cols = static_cast<int>(std::min<Index>(nr, n - c0));
         const float* panel = keys + (t0 + c0) / nr * panel_stride;
         // Fetch the next panel while this one is used (caller-packed keys come from memory, not L1).
-        const float* next = t0 + c0 + nr < limit ? panel + panel_stride : panel;
+        const PrefetchRows next{t0 + c0 + nr < limit ? panel + panel_stride : nullptr, nr, dh};
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
           kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, next,
                                             w.s + i * kTile + c0, kTile, cols, false, nullptr);
@@ -133,7 +133,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
       for (Index c0 = 0; c0 < dv; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, dv - c0));
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
-          kt.gemm_rowmajor_a[tile_rows - 1](n, w.s + i * kTile, kTile, v_tile + c0, a.v_row_stride, v_tile + c0,
+          kt.gemm_rowmajor_a[tile_rows - 1](n, w.s + i * kTile, kTile, v_tile + c0, a.v_row_stride, PrefetchRows{},
                                             w.o + i * dv + c0, dv, cols, t0 > 0, nullptr);
         });
       }

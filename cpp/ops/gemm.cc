@@ -40,6 +40,17 @@ inline void prefetch_tile(const float* c, Index rows, Index ldc, int cols) {
     for (int j = 0; j < cols; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
 }
 
+// The share of the next panel (rows `ld` floats apart, k of them) that the tile of rows [i0, i0 + tile_rows)
+// of a block of `rows` rows prefetches: proportional to its rows, so the panel arrives at the pace of the
+// whole block's compute. With the first tile fetching all of it, the fetch ran ahead of what one core
+// streams (~16 GB/s here) and stalled on full fill buffers, then the other tiles computed with the memory
+// idle: 32-row products against cold weights took compute time plus stream time, not the larger of the two.
+inline PrefetchRows prefetch_share(const float* next, Index ld, Index k, Index i0, Index tile_rows, Index rows) {
+  if (next == nullptr) return {};
+  const Index first = k * i0 / rows, end = k * (i0 + tile_rows) / rows;
+  return {next + first * ld, ld, end - first};
+}
+
 // The part of the output transform the micro-kernel applies to a tile on the last K block: the bias and
 // ReLU (in registers, before the store); null when there is nothing to apply.
 const TileEpilogue* tile_epilogue(const Problem& pb, Index col0, TileEpilogue& storage) {
@@ -120,23 +131,23 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
       const Index col0 = j * g.nr;
       const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
       const float* bp = pb.b.panel(k0, j, g.nr);
-      const float* next = j + ahead < j1 ? pb.b.panel(k0, j + ahead, g.nr)
-                          : j + 1 < j1   ? pb.b.panel(k0, j + 1, g.nr)
-                                         : bp;
+      const Index next_j = j + ahead < j1 ? j + ahead : j + 1;
+      const float* next = next_j < j1 ? pb.b.panel(k0, next_j, g.nr) : nullptr;
       TileEpilogue epi_storage;
       const TileEpilogue* epi = last ? tile_epilogue(pb, col0, epi_storage) : nullptr;
       for (Index i0 = 0; i0 < rows; i0 += g.mr) {
         const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
         float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
         const float* a = pb.a + (row0 + i0) * pb.lda + k0;
+        const PrefetchRows share = prefetch_share(next, ldb, kc_b, i0, tile_rows, rows);
         if (pack_b_here && i0 == 0)
-          pb.kernels->gemm_rowmajor_a_packing_b[tile_rows - 1](kc_b, a, pb.lda, bp, ldb, next, c, pb.out.ldc, cols,
+          pb.kernels->gemm_rowmajor_a_packing_b[tile_rows - 1](kc_b, a, pb.lda, bp, ldb, share, c, pb.out.ldc, cols,
                                                                k0 > 0, epi, b_panel);
         else if (pack_b_here)
-          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, a, pb.lda, b_panel, g.nr, b_panel, c, pb.out.ldc, cols,
+          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, a, pb.lda, b_panel, g.nr, share, c, pb.out.ldc, cols,
                                                      k0 > 0, epi);
         else
-          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, a, pb.lda, bp, ldb, next, c, pb.out.ldc, cols, k0 > 0, epi);
+          pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, a, pb.lda, bp, ldb, share, c, pb.out.ldc, cols, k0 > 0, epi);
         if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
       }
     }
@@ -173,7 +184,7 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
             const Index col0 = j * g.nr;
             const int cols = static_cast<int>(std::min<Index>(g.nr, pb.n - col0));
             const float* bp = pb.b.panel(k0, j, g.nr);
-            const float* next = j + 1 < j1 ? pb.b.panel(k0, j + 1, g.nr) : bp;
+            const float* next = j + 1 < j1 ? pb.b.panel(k0, j + 1, g.nr) : nullptr;
             TileEpilogue epi_storage;
             const TileEpilogue* epi = last ? tile_epilogue(pb, col0, epi_storage) : nullptr;
             for (Index i0 = m0; i0 < m0 + mc_b; i0 += g.mr) {
@@ -182,7 +193,8 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
               float* c = pb.out.c + row * pb.out.ldc + col0;
               prefetch_tile(c + g.mr * pb.out.ldc, std::min<Index>(g.mr, m0 + mc_b - i0 - tile_rows), pb.out.ldc,
                             cols);
-              pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), next,
+              const PrefetchRows share = prefetch_share(next, g.nr, kc_b, i0 - m0, tile_rows, mc_b);
+              pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), share,
                                                        c, pb.out.ldc, cols, k0 > 0, epi);
               if (last) epilogue(pb, row, tile_rows, col0, cols);
             }

@@ -20,7 +20,7 @@ struct GemmMicroKernels {
 
   // kPackB: also writes the B rows it reads to b_out as one packed panel (p · NR + c, zero past n).
   template <int M, bool kPackedA, bool kFullN, bool kPackB = false>
-  static inline void tile(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next,
+  static inline void tile(Index k, const float* a, Index lda, const float* b, Index ldb, const PrefetchRows& next,
                           float* c, Index ldc, int n, bool accumulate, const TileEpilogue* epilogue,
                           float* b_out = nullptr) {
     using R = typename V::Reg;
@@ -45,6 +45,8 @@ struct GemmMicroKernels {
 #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
     }
+    const float* pf = next.b;
+    Index pf_acc = 0;
     for (Index p = 0; p < k; ++p) {
       R bv[NV];
 #pragma GCC unroll 16
@@ -59,13 +61,16 @@ struct GemmMicroKernels {
 #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
       }
-      // One row of the next panel per step, towards L2: a panel that streams from memory is then
-      // fetched while this one is computed, not when the next tile first touches it.
+      // Bresenham over the k steps: next.rows of them prefetch one row of the next tile each.
       static constexpr int kLines = NR * 4 >= 64 ? NR * 4 / 64 : 1;
+      pf_acc += next.rows;
+      if (pf_acc >= k) {
+        pf_acc -= k;
 #pragma GCC unroll 4
-      for (int l = 0; l < kLines; ++l) __builtin_prefetch(b_next + l * 16, 0, 2);
+        for (int l = 0; l < kLines; ++l) __builtin_prefetch(pf + l * 16, 0, 2);
+        pf += next.ld;
+      }
       b += ldb;
-      b_next += ldb;
     }
     if (epilogue) {
       if (epilogue->bias) {
@@ -97,22 +102,22 @@ struct GemmMicroKernels {
   }
 
   template <int M, bool kPackedA>
-  static void kernel(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next, float* c,
+  static void kernel(Index k, const float* a, Index lda, const float* b, Index ldb, const PrefetchRows& next, float* c,
                      Index ldc, int n, bool accumulate, const TileEpilogue* epilogue) {
     if (n == NR)
-      tile<M, kPackedA, true>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue);
+      tile<M, kPackedA, true>(k, a, lda, b, ldb, next, c, ldc, n, accumulate, epilogue);
     else
-      tile<M, kPackedA, false>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue);
+      tile<M, kPackedA, false>(k, a, lda, b, ldb, next, c, ldc, n, accumulate, epilogue);
   }
 
   template <int M>
-  static void kernel_packing_b(Index k, const float* a, Index lda, const float* b, Index ldb, const float* b_next,
+  static void kernel_packing_b(Index k, const float* a, Index lda, const float* b, Index ldb, const PrefetchRows& next,
                                float* c, Index ldc, int n, bool accumulate, const TileEpilogue* epilogue,
                                float* b_out) {
     if (n == NR)
-      tile<M, false, true, true>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue, b_out);
+      tile<M, false, true, true>(k, a, lda, b, ldb, next, c, ldc, n, accumulate, epilogue, b_out);
     else
-      tile<M, false, false, true>(k, a, lda, b, ldb, b_next, c, ldc, n, accumulate, epilogue, b_out);
+      tile<M, false, false, true>(k, a, lda, b, ldb, next, c, ldc, n, accumulate, epilogue, b_out);
   }
 
   template <std::size_t... I>
