@@ -114,7 +114,8 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         const int cols = static_cast<int>(std::min<Index>(nr, n - c0));
         const float* panel = keys + (t0 + c0) / nr * panel_stride;
         // Fetch the next panel while this one is used (caller-packed keys come from memory, not L1).
-        const PrefetchRows next{t0 + c0 + nr < limit ? panel + panel_stride : nullptr, nr, dh};
+        const bool more = t0 + c0 + nr < limit;
+        const PrefetchRows next{more ? panel + panel_stride : nullptr, nr, more ? dh : 0};
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
           kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, next,
                                             w.s + i * kTile + c0, kTile, cols, false, nullptr);

@@ -8,8 +8,9 @@
 //   one FMA chain over K in ascending order, identical for any thread count, M, or position in a batch.
 // * bias [N] and the activation are applied to each register tile right after its last K block,
 //   while it is still in L1.
-// * While a tile is computed, the micro-kernel prefetches the next B panel towards L2: the panels of a
-//   wide or memory-resident B (the vocabulary projection, decoding steps) arrive before they are read.
+// * While a tile is computed, the micro-kernel prefetches its share of the next B panel towards L2 (each
+//   row tile of a block a part proportional to its rows, spread over its k steps): the panels of a wide
+//   or memory-resident B (the vocabulary projection, decoding steps) arrive at the pace of the compute.
 #pragma once
 
 #include "core/dims.h"
