@@ -163,7 +163,7 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
   }, stacks_->num_threads());
 
   st.max_steps = std::max<Index>(1, max_steps);
-  st.cache_stride = packed_keys_size(st.max_steps, d, nr);
+  st.cache_stride = key_cache_size(st.max_steps, d, nr);
   st.rows = batch * hyps_per_sentence;
   st.capacity_rows = st.rows;
   st.step = 0;
@@ -191,6 +191,7 @@ void Seq2SeqModel::step(DecodeState& st, const std::int64_t* tokens) {
     c.self_k = st.k_cache.data() + l * layer_stride;
     c.self_v = st.v_cache.data() + l * layer_stride;
     c.self_stride = st.cache_stride;
+    c.capacity = st.max_steps;
     c.position = st.step;
     c.memory_kv = st.memory_kv.data() + l * st.src.total * 2 * d;
     c.memory_k = st.memory_k.data() + l * st.memory_k_layer;
@@ -217,8 +218,9 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
   std::vector<Index> sentence(n);
   for (Index r = 0; r < n; ++r) sentence[r] = st.hyp_sentence[sources[r]];
   const Index stride = st.cache_stride;
-  // The filled prefix of each cache: whole key panels, value rows.
-  const std::size_t k_bytes = sizeof(float) * static_cast<std::size_t>(packed_keys_size(st.step, d, st.kernels->gemm.nr));
+  // The filled part of each cache: key panels and staged keys (copy_key), value rows.
+  const int nr = st.kernels->gemm.nr;
+  const auto copy_key = [&](const float* from, float* to) { copy_key_cache(from, st.step, st.max_steps, d, nr, to); };
   const std::size_t v_bytes = sizeof(float) * static_cast<std::size_t>(st.step * d);
   const int threads = stacks_->num_threads();
   if (n > st.capacity_rows) {
@@ -229,7 +231,7 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
     parallel_for(layers * n, [&](Index t0, Index t1) {
       for (Index t = t0; t < t1; ++t) {
         const Index l = t / n, r = t % n;
-        std::memcpy(k_new + l * new_layer + r * stride, st.k_cache.data() + l * old_layer + sources[r] * stride, k_bytes);
+        copy_key(st.k_cache.data() + l * old_layer + sources[r] * stride, k_new + l * new_layer + r * stride);
         std::memcpy(v_new + l * new_layer + r * stride, st.v_cache.data() + l * old_layer + sources[r] * stride, v_bytes);
       }
     }, threads);
@@ -262,7 +264,7 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
       parallel_for(layers * saves, [&](Index t0, Index t1) {
         for (Index t = t0; t < t1; ++t) {
           const Index off = t / saves * layer + to_save[t % saves] * stride;
-          std::memcpy(k_save + off, k + off, k_bytes);
+          copy_key(k + off, k_save + off);
           std::memcpy(v_save + off, v + off, v_bytes);
         }
       }, threads);
@@ -271,7 +273,7 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
       for (Index t = t0; t < t1; ++t) {
         const Index l = t / moves, r = targets[t % moves], src = sources[r];
         const Index from = l * layer + src * stride;
-        std::memcpy(k + l * layer + r * stride, (saved[src] ? k_save : k) + from, k_bytes);
+        copy_key((saved[src] ? k_save : k) + from, k + l * layer + r * stride);
         std::memcpy(v + l * layer + r * stride, (saved[src] ? v_save : v) + from, v_bytes);
       }
     }, threads);

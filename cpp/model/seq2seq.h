@@ -51,12 +51,12 @@ struct DecodeState {
   std::vector<Index> memory_k_offsets;  // sentence s's keys within a layer's block
   Index memory_k_layer = 0;
   Index max_steps = 0;               // cache capacity (positions) per hypothesis
-  Index cache_stride = 0;            // floats per hypothesis per layer (max_steps rounded up to whole panels, × D)
+  Index cache_stride = 0;            // floats per hypothesis per layer: key_cache_size(max_steps) (values fit too)
   Index rows = 0;                    // live hypotheses
   Index capacity_rows = 0;
   Index step = 0;                    // positions already decoded
   std::vector<Index> hyp_sentence;   // sentence of each live hypothesis
-  AlignedBuffer k_cache, v_cache;    // [layers][capacity_rows][cache_stride]: packed keys; values [positions, D]
+  AlignedBuffer k_cache, v_cache;    // [layers][capacity_rows][cache_stride]: key caches; values [positions, D]
   AlignedBuffer k_spare, v_spare;    // reorder targets (swapped in)
   AlignedBuffer x;                   // [rows, D]
   AlignedBuffer logits;              // [rows, V]

@@ -115,7 +115,8 @@ void MultiHeadAttention::forward_cross(const float* x, const SequenceBatch& q_se
 void MultiHeadAttention::attend_rows(const KernelTable& kernels, const float* q, Index ldq, Index n,
                                      const float* const* k_packed, const float* const* v, Index ldv,
                                      const Index* k_lens, float* out, int threads,
-                                     const std::function<void(Index, Index)>* prepare) const {
+                                     const std::function<void(Index, Index)>* prepare,
+                                     Index key_cache_capacity) const {
   const Index dh = d_model_ / heads_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   std::vector<Index> group_start;  // rows [group_start[g], group_start[g + 1]) share keys and values
@@ -136,7 +137,10 @@ void MultiHeadAttention::attend_rows(const KernelTable& kernels, const float* q,
       AttentionArgs a{};
       a.batch = 1, a.heads = heads_, a.q_len = rows, a.k_len = k_lens[r], a.head_dim = dh;
       a.q = q + r * ldq, a.q_batch_stride = 0, a.q_head_stride = dh, a.q_row_stride = ldq;
-      set_packed_keys(a, k_packed[r], 0, kernels.gemm.nr);
+      if (key_cache_capacity >= 0)
+        set_key_cache(a, k_packed[r], key_cache_capacity, kernels.gemm.nr);
+      else
+        set_packed_keys(a, k_packed[r], 0, kernels.gemm.nr);
       a.kernels = &kernels;
       a.v = v[r], a.v_batch_stride = 0, a.v_head_stride = dh, a.v_row_stride = ldv;
       a.out = o, a.out_batch_stride = 0, a.out_head_stride = dh, a.out_row_stride = d_model_;
@@ -149,7 +153,6 @@ void MultiHeadAttention::attend_rows(const KernelTable& kernels, const float* q,
 void MultiHeadAttention::step_self(const float* x, Index n, const LayerStepCache& cache, float* y, Workspace& ws,
                                    int threads) const {
   const Index d = d_model_;
-  const int nr = cache.kernels->gemm.nr;
   float* qkv = Workspace::get(ws.qkv, n * 3 * d);
   float* attn = Workspace::get(ws.attn, n * d);
   in_proj_.forward(x, d, n, qkv, 3 * d, Activation::kNone, threads);
@@ -159,17 +162,16 @@ void MultiHeadAttention::step_self(const float* x, Index n, const LayerStepCache
     k[r] = cache.self_k + r * cache.self_stride;
     v[r] = cache.self_v + r * cache.self_stride;
   }
-  // Each hypothesis appends its new key and value right before it attends, on the same thread: a key lands
-  // in d scattered cache lines of its panel (one per dimension), which the attention then reads from L1/L2
-  // instead of fetching them a second time. (Appended for all rows in a pass of their own, the lines
-  // were evicted again before a 128-hypothesis beam step attended; this way the step is ~2% faster.)
+  // Each hypothesis appends its new key and value right before it attends, on the same thread, which
+  // then reads the fresh rows from L1/L2 instead of fetching them a second time.
   const std::function<void(Index, Index)> append = [&](Index first, Index rows) {
     for (Index r = first; r < first + rows; ++r) {
-      append_packed_key(qkv + r * 3 * d + d, cache.position, heads_, d / heads_, nr, k[r]);
+      append_key(*cache.kernels, qkv + r * 3 * d + d, cache.position, cache.capacity, heads_, d / heads_, k[r]);
       std::copy(qkv + r * 3 * d + 2 * d, qkv + r * 3 * d + 3 * d, v[r] + cache.position * d);
     }
   };
-  attend_rows(*cache.kernels, qkv, 3 * d, n, k.data(), v.data(), d, lens.data(), attn, threads, &append);
+  attend_rows(*cache.kernels, qkv, 3 * d, n, k.data(), v.data(), d, lens.data(), attn, threads, &append,
+              cache.capacity);
   out_proj_.forward(attn, d, n, y, d, Activation::kNone, threads);
 }
 

@@ -53,7 +53,7 @@ struct Scratch {
 Scratch carve(const Plan& pl, AlignedBuffer& buffer) {
   const AttentionArgs& a = *pl.a;
   const Index nr = pl.kt->gemm.nr;
-  const Index keys = a.k_packed ? 0 : round_up(a.k_len, nr) * a.head_dim;
+  const Index keys = !a.k_packed ? round_up(a.k_len, nr) * a.head_dim : a.k_packed_len >= 0 ? nr * a.head_dim : 0;
   const Index sizes[5] = {keys, pl.qb * kTile, pl.qb * pl.dv, pl.qb, pl.qb};
   Index total = 0;
   for (Index sz : sizes) total += round_up(sz, 16);
@@ -93,7 +93,9 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
     const Index klen = a.key_lengths ? a.key_lengths[b] : a.k_len;
     const Index limit = valid_keys(a, klen, i0 + rows - 1);  // keys any row of the block may see
     const float* q = a.q + b * a.q_batch_stride + h * a.q_head_stride + i0 * a.q_row_stride;
-    const float* k = a.k_packed ? nullptr : a.k + b * a.k_batch_stride + h * a.k_head_stride;
+    // Row-major keys: all of them, or (with k_packed) the unpacked tail from key k_packed_len on.
+    const Index tail = a.k_packed ? (a.k_packed_len >= 0 ? a.k_packed_len : a.k_len) : 0;
+    const float* k = a.k_packed && tail >= a.k_len ? nullptr : a.k + b * a.k_batch_stride + h * a.k_head_stride;
     // Panels of this head's keys: packed here (w.keys, panels dh · nr apart) or given by the caller.
     const float* keys = a.k_packed ? a.k_packed + b * a.k_packed_batch_stride + h * a.k_packed_head_stride : w.keys;
     const Index panel_stride = a.k_packed ? a.k_packed_panel_stride : nr * dh;
@@ -113,8 +115,13 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
       for (Index c0 = 0; c0 < n; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, n - c0));
         const float* panel = keys + (t0 + c0) / nr * panel_stride;
+        if (a.k_packed && t0 + c0 >= tail) {  // a caller's unpacked tail: one panel, packed into scratch
+          kt.pack_b_transposed(k + (t0 + c0 - tail) * a.k_row_stride, a.k_row_stride, cols, dh, w.keys);
+          panel = w.keys;
+        }
         // Fetch the next panel while this one is used (caller-packed keys come from memory, not L1).
-        const bool more = t0 + c0 + nr < limit;
+        const Index panels_end = a.k_packed ? std::min(limit, tail) : limit;
+        const bool more = t0 + c0 + nr < panels_end;
         const PrefetchRows next{more ? panel + panel_stride : nullptr, nr, more ? dh : 0};
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
           kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, next,
@@ -166,6 +173,9 @@ void attention(const AttentionArgs& a, int threads) {
   }
   const KernelTable& kt = a.kernels ? *a.kernels : active_kernels();
   CPUFORMER_CHECK(kTile % kt.gemm.nr == 0, "attention: key tile ", kTile, " is not a multiple of nr = ", kt.gemm.nr);
+  if (a.k_packed && a.k_packed_len >= 0 && a.k_packed_len < a.k_len)
+    CPUFORMER_CHECK(a.k_packed_len % kt.gemm.nr == 0 && a.k, "attention: k_packed_len ", a.k_packed_len,
+                    " must be a multiple of nr = ", kt.gemm.nr, " with the remaining keys in k");
   const Index block = round_up(kQueryBlock, kt.gemm.mr);
   Plan pl{&a, &kt, dv, 0, (a.q_len + block - 1) / block};
   pl.qb = (a.q_len + pl.blocks - 1) / pl.blocks;

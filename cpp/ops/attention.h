@@ -48,6 +48,10 @@ struct AttentionArgs {
   const float* k_packed = nullptr;
   const KernelTable* kernels = nullptr;  // the table that packed k_packed; null: the active one
   Index k_packed_batch_stride = 0, k_packed_head_stride = 0, k_packed_panel_stride = 0;
+  // With k_packed: < 0, every key is in the panels; otherwise only keys [0, k_packed_len) are (a multiple
+  // of nr) and key k_packed_len + i is row-major at k + b·k_batch_stride + h·k_head_stride + i·k_row_stride
+  // (a key cache whose last, partial panel is kept as rows; it is packed into scratch per use).
+  Index k_packed_len = -1;
 };
 
 // threads <= 0: the current default (get_num_threads()). Throws std::invalid_argument on bad sizes.

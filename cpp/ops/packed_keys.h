@@ -20,8 +20,20 @@ struct AttentionArgs;
 // Floats a packed sequence of `positions` keys occupies (whole panels).
 Index packed_keys_size(Index positions, Index d_model, int nr);
 
-// Writes the key row of one position (D floats, heads side by side) into a packed sequence.
-void append_packed_key(const float* key, Index position, Index heads, Index head_dim, int nr, float* packed);
+// A key cache that grows by one position per decoding step: the complete panels of a packed sequence of
+// `capacity` positions, then a staging area of nr row-major keys (D floats each) holding the positions
+// of the last, partial panel. Appending writes one contiguous row (D / 16 cache lines) instead of one
+// float into each of D panel rows (D lines, each read for ownership and written back); the staging rows
+// are packed into their panel when it fills, and attention packs a partial panel into scratch per use.
+Index key_cache_size(Index capacity, Index d_model, int nr);
+const float* key_cache_staging(const float* cache, Index capacity, Index d_model, int nr);
+
+// Appends the key row of `position` (D floats, heads side by side): positions [0, position) are cached.
+void append_key(const KernelTable& kernels, const float* key, Index position, Index capacity, Index heads,
+                Index head_dim, float* cache);
+
+// Copies the first `positions` keys of one cache to another of the same capacity (beam search reorders).
+void copy_key_cache(const float* from, Index positions, Index capacity, Index d_model, int nr, float* to);
 
 // Packs positions [0, n) of row-major keys (row stride ldk, heads side by side) into a packed sequence.
 void pack_keys(const KernelTable& kernels, const float* k, Index ldk, Index n, Index heads, Index head_dim,
@@ -29,5 +41,8 @@ void pack_keys(const KernelTable& kernels, const float* k, Index ldk, Index n, I
 
 // Points args' keys at packed sequences, one per batch element, `batch_stride` floats apart.
 void set_packed_keys(AttentionArgs& args, const float* packed, Index batch_stride, int nr);
+
+// Points args' keys at one key cache holding args.k_len positions (set k_len and head_dim first).
+void set_key_cache(AttentionArgs& args, const float* cache, Index capacity, int nr);
 
 }  // namespace cpuformer
