@@ -7,7 +7,7 @@
 //   key (position t, head h, dim p) at  (t / nr) · nr·D  +  h · dh·nr  +  p · nr  +  t % nr.
 // Panel-major keeps the first n positions of every head in the first ceil(n / nr) · nr · D floats, so a
 // cache prefix copies in one memcpy (beam search reorders hypotheses that way). AttentionArgs reads it
-// through k_packed with head stride dh·nr and panel stride nr·D (see packed_keys_args).
+// through k_packed with head stride dh·nr and panel stride nr·D (set_packed_keys, set_key_cache).
 #pragma once
 
 #include "core/dims.h"
