@@ -4,6 +4,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "core/check.h"
 #include "core/parallel.h"
@@ -169,6 +170,8 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
   st.step = 0;
   st.hyp_sentence.resize(st.rows);
   for (Index r = 0; r < st.rows; ++r) st.hyp_sentence[r] = r / hyps_per_sentence;
+  st.slots.resize(st.rows);
+  for (Index r = 0; r < st.rows; ++r) st.slots[r] = r;
   const Index cache = layers * st.capacity_rows * st.cache_stride;
   Workspace::get(st.k_cache, cache);
   Workspace::get(st.v_cache, cache);
@@ -192,6 +195,7 @@ void Seq2SeqModel::step(DecodeState& st, const std::int64_t* tokens) {
     c.self_v = st.v_cache.data() + l * layer_stride;
     c.self_stride = st.cache_stride;
     c.capacity = st.max_steps;
+    c.slots = st.slots.data();
     c.position = st.step;
     c.memory_kv = st.memory_kv.data() + l * st.src.total * 2 * d;
     c.memory_k = st.memory_k.data() + l * st.memory_k_layer;
@@ -230,53 +234,51 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
     float* v_new = Workspace::get(st.v_spare, layers * new_layer);
     parallel_for(layers * n, [&](Index t0, Index t1) {
       for (Index t = t0; t < t1; ++t) {
-        const Index l = t / n, r = t % n;
-        copy_key(st.k_cache.data() + l * old_layer + sources[r] * stride, k_new + l * new_layer + r * stride);
-        std::memcpy(v_new + l * new_layer + r * stride, st.v_cache.data() + l * old_layer + sources[r] * stride, v_bytes);
+        const Index l = t / n, r = t % n, from = l * old_layer + st.slots[sources[r]] * stride;
+        copy_key(st.k_cache.data() + from, k_new + l * new_layer + r * stride);
+        std::memcpy(v_new + l * new_layer + r * stride, st.v_cache.data() + from, v_bytes);
       }
     }, threads);
     std::swap(st.k_cache, st.k_spare);
     std::swap(st.v_cache, st.v_spare);
     st.capacity_rows = n;
-  } else if (v_bytes > 0) {
-    // In place: only rows that change are written, and a row that is overwritten while another row still
-    // needs its history is first saved (to the spare buffer, at the same slot). Beam search keeps many
-    // hypotheses in their slots, and copying every cache every step cost ~10% of a beam-4 step.
-    const Index layer = st.capacity_rows * stride;
-    std::vector<char> overwritten(st.capacity_rows, 0), saved(st.capacity_rows, 0);
-    std::vector<Index> targets, to_save;
+    st.slots.resize(n);
+    for (Index r = 0; r < n; ++r) st.slots[r] = r;
+  } else {
+    // In place, through the slot table: the first row taken from a hypothesis keeps its cache slot, and
+    // only further rows from the same hypothesis copy its cache, into slots nobody keeps. (Moving caches
+    // to follow row order instead copied every row that changed, and saved rows still needed first: a
+    // finished sentence shifted all the rows after it.)
+    std::vector<Index> slots(n, -1);
+    std::vector<char> kept(st.capacity_rows, 0), parent_done(st.rows, 0);
     for (Index r = 0; r < n; ++r)
-      if (sources[r] != r) {
-        overwritten[r] = 1;
-        targets.push_back(r);
+      if (!parent_done[sources[r]]) {
+        parent_done[sources[r]] = 1;
+        slots[r] = st.slots[sources[r]];
+        kept[slots[r]] = 1;
       }
-    for (Index r : targets)
-      if (overwritten[sources[r]] && !saved[sources[r]]) {
-        saved[sources[r]] = 1;
-        to_save.push_back(sources[r]);
-      }
-    float* k = st.k_cache.data();
-    float* v = st.v_cache.data();
-    float* k_save = to_save.empty() ? nullptr : Workspace::get(st.k_spare, layers * layer);
-    float* v_save = to_save.empty() ? nullptr : Workspace::get(st.v_spare, layers * layer);
-    const Index saves = static_cast<Index>(to_save.size()), moves = static_cast<Index>(targets.size());
-    if (saves > 0) {
-      parallel_for(layers * saves, [&](Index t0, Index t1) {
+    std::vector<std::pair<Index, Index>> copies;  // (from slot, to slot)
+    Index next_free = 0;
+    for (Index r = 0; r < n; ++r) {
+      if (slots[r] >= 0) continue;
+      while (kept[next_free]) ++next_free;
+      slots[r] = next_free++;
+      copies.emplace_back(st.slots[sources[r]], slots[r]);
+    }
+    const Index layer = st.capacity_rows * stride, count = static_cast<Index>(copies.size());
+    if (count > 0 && v_bytes > 0) {
+      float* k = st.k_cache.data();
+      float* v = st.v_cache.data();
+      parallel_for(layers * count, [&](Index t0, Index t1) {
         for (Index t = t0; t < t1; ++t) {
-          const Index off = t / saves * layer + to_save[t % saves] * stride;
-          copy_key(k + off, k_save + off);
-          std::memcpy(v_save + off, v + off, v_bytes);
+          const Index l = t / count;
+          const auto [from, to] = copies[t % count];
+          copy_key(k + l * layer + from * stride, k + l * layer + to * stride);
+          std::memcpy(v + l * layer + to * stride, v + l * layer + from * stride, v_bytes);
         }
       }, threads);
     }
-    parallel_for(layers * moves, [&](Index t0, Index t1) {
-      for (Index t = t0; t < t1; ++t) {
-        const Index l = t / moves, r = targets[t % moves], src = sources[r];
-        const Index from = l * layer + src * stride;
-        copy_key((saved[src] ? k_save : k) + from, k + l * layer + r * stride);
-        std::memcpy(v + l * layer + r * stride, (saved[src] ? v_save : v) + from, v_bytes);
-      }
-    }, threads);
+    st.slots = std::move(slots);
   }
   st.rows = n;
   st.hyp_sentence = std::move(sentence);

@@ -56,8 +56,9 @@ struct DecodeState {
   Index capacity_rows = 0;
   Index step = 0;                    // positions already decoded
   std::vector<Index> hyp_sentence;   // sentence of each live hypothesis
-  AlignedBuffer k_cache, v_cache;    // [layers][capacity_rows][cache_stride]: key caches; values [positions, D]
-  AlignedBuffer k_spare, v_spare;    // reorder targets (swapped in)
+  std::vector<Index> slots;          // cache slot of each live hypothesis (reorders move slots, not caches)
+  AlignedBuffer k_cache, v_cache;    // [layers][capacity_rows slots][cache_stride]: key caches; values [positions, D]
+  AlignedBuffer k_spare, v_spare;    // targets of a reorder that outgrows the caches (swapped in)
   AlignedBuffer x;                   // [rows, D]
   AlignedBuffer logits;              // [rows, V]
   AlignedBuffer source;              // [src.total, D] encoder activations (start() only)

@@ -159,8 +159,8 @@ void MultiHeadAttention::step_self(const float* x, Index n, const LayerStepCache
   std::vector<float*> k(n), v(n);
   std::vector<Index> lens(n, cache.position + 1);
   for (Index r = 0; r < n; ++r) {
-    k[r] = cache.self_k + r * cache.self_stride;
-    v[r] = cache.self_v + r * cache.self_stride;
+    k[r] = cache.self_k + cache.slots[r] * cache.self_stride;
+    v[r] = cache.self_v + cache.slots[r] * cache.self_stride;
   }
   // Each hypothesis appends its new key and value right before it attends, on the same thread, which
   // then reads the fresh rows from L1/L2 instead of fetching them a second time.

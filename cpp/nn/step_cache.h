@@ -10,8 +10,9 @@ namespace cpuformer {
 
 struct LayerStepCache {
   const KernelTable* kernels;     // the table whose panel width (nr) laid out the packed keys
-  float* self_k;                  // hypothesis r's key cache (ops/packed_keys.h) at self_k + r · self_stride
-  float* self_v;                  // hypothesis r's values [positions, D] at self_v + r · self_stride
+  float* self_k;                  // hypothesis r's key cache (ops/packed_keys.h) at self_k + slots[r] · self_stride
+  float* self_v;                  // hypothesis r's values [positions, D] at self_v + slots[r] · self_stride
+  const Index* slots;             // [hypotheses]
   Index self_stride;
   Index capacity;                 // positions a key cache holds
   Index position;                 // this step writes position `position` and attends to 0..position
