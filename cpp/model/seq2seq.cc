@@ -164,7 +164,7 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
   }, stacks_->num_threads());
 
   st.max_steps = std::max<Index>(1, max_steps);
-  st.cache_stride = key_cache_size(st.max_steps, d, nr);
+  st.cache_stride = packed_keys_size(st.max_steps, d, nr);
   st.rows = batch * hyps_per_sentence;
   st.capacity_rows = st.rows;
   st.step = 0;
@@ -194,7 +194,6 @@ void Seq2SeqModel::step(DecodeState& st, const std::int64_t* tokens) {
     c.self_k = st.k_cache.data() + l * layer_stride;
     c.self_v = st.v_cache.data() + l * layer_stride;
     c.self_stride = st.cache_stride;
-    c.capacity = st.max_steps;
     c.slots = st.slots.data();
     c.position = st.step;
     c.memory_kv = st.memory_kv.data() + l * st.src.total * 2 * d;
@@ -222,10 +221,9 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
   std::vector<Index> sentence(n);
   for (Index r = 0; r < n; ++r) sentence[r] = st.hyp_sentence[sources[r]];
   const Index stride = st.cache_stride;
-  // The filled part of each cache: key panels and staged keys (copy_key), value rows.
-  const int nr = st.kernels->gemm.nr;
-  const auto copy_key = [&](const float* from, float* to) { copy_key_cache(from, st.step, st.max_steps, d, nr, to); };
-  const std::size_t v_bytes = sizeof(float) * static_cast<std::size_t>(st.step * d);
+  // The filled part of each cache, keys (ops/packed_keys.h key caches) and values alike: the first step · D
+  // floats.
+  const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(st.step * d);
   const int threads = stacks_->num_threads();
   if (n > st.capacity_rows) {
     // More rows than the caches hold (the first beam step): gather into larger buffers and swap them in.
@@ -235,8 +233,8 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
     parallel_for(layers * n, [&](Index t0, Index t1) {
       for (Index t = t0; t < t1; ++t) {
         const Index l = t / n, r = t % n, from = l * old_layer + st.slots[sources[r]] * stride;
-        copy_key(st.k_cache.data() + from, k_new + l * new_layer + r * stride);
-        std::memcpy(v_new + l * new_layer + r * stride, st.v_cache.data() + from, v_bytes);
+        std::memcpy(k_new + l * new_layer + r * stride, st.k_cache.data() + from, bytes);
+        std::memcpy(v_new + l * new_layer + r * stride, st.v_cache.data() + from, bytes);
       }
     }, threads);
     std::swap(st.k_cache, st.k_spare);
@@ -266,15 +264,15 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
       copies.emplace_back(st.slots[sources[r]], slots[r]);
     }
     const Index layer = st.capacity_rows * stride, count = static_cast<Index>(copies.size());
-    if (count > 0 && v_bytes > 0) {
+    if (count > 0 && bytes > 0) {
       float* k = st.k_cache.data();
       float* v = st.v_cache.data();
       parallel_for(layers * count, [&](Index t0, Index t1) {
         for (Index t = t0; t < t1; ++t) {
           const Index l = t / count;
           const auto [from, to] = copies[t % count];
-          copy_key(k + l * layer + from * stride, k + l * layer + to * stride);
-          std::memcpy(v + l * layer + to * stride, v + l * layer + from * stride, v_bytes);
+          std::memcpy(k + l * layer + to * stride, k + l * layer + from * stride, bytes);
+          std::memcpy(v + l * layer + to * stride, v + l * layer + from * stride, bytes);
         }
       }, threads);
     }

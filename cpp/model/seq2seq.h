@@ -51,7 +51,7 @@ struct DecodeState {
   std::vector<Index> memory_k_offsets;  // sentence s's keys within a layer's block
   Index memory_k_layer = 0;
   Index max_steps = 0;               // cache capacity (positions) per hypothesis
-  Index cache_stride = 0;            // floats per hypothesis per layer: key_cache_size(max_steps) (values fit too)
+  Index cache_stride = 0;            // floats per hypothesis per layer (max_steps rounded up to whole panels, × D)
   Index rows = 0;                    // live hypotheses
   Index capacity_rows = 0;
   Index step = 0;                    // positions already decoded

@@ -116,7 +116,7 @@ void MultiHeadAttention::attend_rows(const KernelTable& kernels, const float* q,
                                      const float* const* k_packed, const float* const* v, Index ldv,
                                      const Index* k_lens, float* out, int threads,
                                      const std::function<void(Index, Index)>* prepare,
-                                     Index key_cache_capacity) const {
+                                     bool key_caches) const {
   const Index dh = d_model_ / heads_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   std::vector<Index> group_start;  // rows [group_start[g], group_start[g + 1]) share keys and values
@@ -137,8 +137,8 @@ void MultiHeadAttention::attend_rows(const KernelTable& kernels, const float* q,
       AttentionArgs a{};
       a.batch = 1, a.heads = heads_, a.q_len = rows, a.k_len = k_lens[r], a.head_dim = dh;
       a.q = q + r * ldq, a.q_batch_stride = 0, a.q_head_stride = dh, a.q_row_stride = ldq;
-      if (key_cache_capacity >= 0)
-        set_key_cache(a, k_packed[r], key_cache_capacity, kernels.gemm.nr);
+      if (key_caches)
+        set_key_cache(a, k_packed[r], kernels.gemm.nr);
       else
         set_packed_keys(a, k_packed[r], 0, kernels.gemm.nr);
       a.kernels = &kernels;
@@ -166,12 +166,12 @@ void MultiHeadAttention::step_self(const float* x, Index n, const LayerStepCache
   // then reads the fresh rows from L1/L2 instead of fetching them a second time.
   const std::function<void(Index, Index)> append = [&](Index first, Index rows) {
     for (Index r = first; r < first + rows; ++r) {
-      append_key(*cache.kernels, qkv + r * 3 * d + d, cache.position, cache.capacity, heads_, d / heads_, k[r]);
+      append_key(*cache.kernels, qkv + r * 3 * d + d, cache.position, heads_, d / heads_, k[r]);
       std::copy(qkv + r * 3 * d + 2 * d, qkv + r * 3 * d + 3 * d, v[r] + cache.position * d);
     }
   };
   attend_rows(*cache.kernels, qkv, 3 * d, n, k.data(), v.data(), d, lens.data(), attn, threads, &append,
-              cache.capacity);
+              true);
   out_proj_.forward(attn, d, n, y, d, Activation::kNone, threads);
 }
 

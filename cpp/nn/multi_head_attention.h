@@ -49,12 +49,12 @@ class MultiHeadAttention {
   // a tile of several rows; a row's arithmetic does not depend on the rows it is grouped with.
   // prepare(first_row, rows), when given, runs on the attending thread just before a group attends (the
   // self-attention appends there: the cache lines it writes are the ones the attention reads next).
-  // key_cache_capacity >= 0: k_packed[r] are key caches of that many positions (ops/packed_keys.h), not
+  // key_caches: k_packed[r] are key caches (ops/packed_keys.h: the last, partial panel still rows), not
   // fully packed sequences.
   void attend_rows(const KernelTable& kernels, const float* q, Index ldq, Index n, const float* const* k_packed,
                    const float* const* v, Index ldv, const Index* k_lens, float* out, int threads,
                    const std::function<void(Index, Index)>* prepare = nullptr,
-                   Index key_cache_capacity = -1) const;
+                   bool key_caches = false) const;
 
   // out[rows, D] = attention of q (row stride ldq) over k, v (row stride ldkv), sequence by sequence.
   void attend(const float* q, Index ldq, const SequenceBatch& q_seqs, const float* k, const float* v, Index ldkv,

@@ -14,7 +14,6 @@ struct LayerStepCache {
   float* self_v;                  // hypothesis r's values [positions, D] at self_v + slots[r] · self_stride
   const Index* slots;             // [hypotheses]
   Index self_stride;
-  Index capacity;                 // positions a key cache holds
   Index position;                 // this step writes position `position` and attends to 0..position
   const float* memory_kv;         // [src rows, 2D] from project_memory: values in columns [D, 2D)
   const float* memory_k;          // sentence s's packed keys at memory_k + memory_k_offsets[s]
