@@ -17,6 +17,7 @@ import random
 import numpy as np
 import pytest
 
+import cpuformer
 import marian_helpers as mh
 
 TOL = 1e-5
@@ -40,8 +41,8 @@ def model_and_sources(request):
     return request.param, request.getfixturevalue(fixture), sources
 
 
-def _teacher_forced(tr, sources, hyps):
-    """Per hypothesis: the log-prob of each token then of EOS (0 when EOS was forced at MAX_LENGTH), and the
+def _teacher_forced(tr, sources, hyps, max_length=MAX_LENGTH):
+    """Per hypothesis: the log-prob of each token then of EOS (0 when EOS was forced at max_length), and the
     argmax of each teacher-forced row (None for a forced EOS)."""
     start, eos = tr.config["decoder_start_id"], tr.config["eos_id"]
     lp = tr.log_probs(sources, [[start] + h for h in hyps])
@@ -50,7 +51,7 @@ def _teacher_forced(tr, sources, hyps):
         rows = lp[b, : len(h) + 1]
         logp = rows[np.arange(len(h) + 1), np.array(h + [eos])].astype(np.float64)
         argmax = [int(i) for i in rows.argmax(-1)]
-        if len(h) == MAX_LENGTH - 1:  # forced
+        if len(h) == max_length - 1:  # forced
             logp[-1], argmax[-1] = 0.0, None
         out.append((logp, argmax))
     return out
@@ -88,3 +89,39 @@ def test_beam_scores_equal_full_forward(model_and_sources, length_penalty):
         want = logp.sum() / (len(h) + 1) ** length_penalty
         bound = TOL * max(1.0, np.abs(logp).sum())
         assert abs(s - want) <= bound, f"sentence {b}, hypothesis {h}: score {s}, teacher-forced {want}"
+
+
+@pytest.fixture(scope="module")
+def long_dir(hf, tmp_path_factory):
+    """A random Marian with room for 256 positions (the shared tiny one has 64)."""
+    from conftest import TINY
+
+    path = str(tmp_path_factory.mktemp("long_marian"))
+    mh.random_marian(5, **dict(TINY, max_positions=256)).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("isa", cpuformer.supported_isas())
+def test_long_decoding_over_many_key_panels(long_dir, isa, beam):
+    """150 steps cross many panels of the self-attention key cache on every path (nr = 32, 16 or 4): row
+    appends, panels packed in place as they fill, attention over a partial panel, and beam reorders through
+    cache slots must still give the teacher-forced log-probs."""
+    before = cpuformer.isa()
+    cpuformer.set_isa(isa)
+    try:
+        tr = cpuformer.Translator.from_pretrained(long_dir)
+        sources = mh.random_sources(np.random.default_rng(7), 6, 1, tr.vocab_size - 1, 1, 20)
+        max_length = 150
+        hyps, scores = tr.generate(sources, beam_size=beam, num_hypotheses=beam, max_length=max_length,
+                                   length_penalty=0.0, return_scores=True)
+        if beam == 1:  # one hypothesis per sentence comes unnested
+            hyps, scores = [[h] for h in hyps], [[s] for s in scores]
+        flat = [(b, h, s) for b in range(len(sources)) for h, s in zip(hyps[b], scores[b])]
+        assert max(len(h) for _, h, _ in flat) > 100, "no hypothesis crossed several key panels"
+        tf = _teacher_forced(tr, [sources[b] for b, _, _ in flat], [h for _, h, _ in flat], max_length)
+        for (b, h, s), (logp, _) in zip(flat, tf):
+            bound = TOL * max(1.0, np.abs(logp).sum())
+            assert abs(s - logp.sum()) <= bound, f"{isa}, sentence {b}: score {s}, teacher-forced {logp.sum()}"
+    finally:
+        cpuformer.set_isa(before)
