@@ -79,7 +79,7 @@ DecodingResult beam_search(Seq2SeqModel& model, const std::int64_t* src_ids, Ind
   const Index vocab = model.config().tgt_vocab_size;
   const Index beam = o.beam_size;
   DecodeState& st = model.reusable_state();  // generate() holds the model's mutex
-  model.start(st, src_ids, batch, src_len, src_lengths, 1, o.max_length);
+  model.start(st, src_ids, batch, src_len, src_lengths, 1, o.max_length, beam);
   std::vector<Sentence> sentences(batch);
   for (Index b = 0; b < batch; ++b) sentences[b].live.push_back(Beam{{}, 0.0f, b});
   std::vector<std::int64_t> tokens(batch, o.decoder_start_id);

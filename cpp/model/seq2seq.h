@@ -83,9 +83,10 @@ class Seq2SeqModel {
                          const std::int64_t* tgt_ids, Index tgt_len, const Index* tgt_lengths, float* out);
 
   // Encodes a batch and prepares decoding of `hyps_per_sentence` hypotheses per sentence (row r belongs
-  // to sentence r / hyps_per_sentence) for at most max_steps steps.
+  // to sentence r / hyps_per_sentence) for at most max_steps steps, with caches for up to
+  // max_hyps_per_sentence hypotheses per sentence (beam search grows to its beam; 0: hyps_per_sentence).
   void start(DecodeState& state, const std::int64_t* src_ids, Index batch, Index src_len, const Index* src_lengths,
-             Index hyps_per_sentence, Index max_steps);
+             Index hyps_per_sentence, Index max_steps, Index max_hyps_per_sentence = 0);
 
   // One step: feeds tokens[r] (the last token of each live hypothesis) and writes the log-probabilities
   // of the next token, [state.rows, Vt], into state.logits.
