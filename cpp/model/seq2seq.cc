@@ -228,59 +228,42 @@ void Seq2SeqModel::reorder(DecodeState& st, const std::vector<Index>& sources) {
   // floats.
   const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(st.step * d);
   const int threads = stacks_->num_threads();
-  if (n > st.capacity_rows) {
-    // More rows than the caches hold (the first beam step): gather into larger buffers and swap them in.
-    const Index old_layer = st.capacity_rows * stride, new_layer = n * stride;
-    float* k_new = Workspace::get(st.k_spare, layers * new_layer);
-    float* v_new = Workspace::get(st.v_spare, layers * new_layer);
-    parallel_for(layers * n, [&](Index t0, Index t1) {
+  CPUFORMER_CHECK(n <= st.capacity_rows, "decoding: ", n, " hypotheses exceed the ", st.capacity_rows,
+                  " the caches were sized for at start");
+  // In place, through the slot table: the first row taken from a hypothesis keeps its cache slot, and
+  // only further rows from the same hypothesis copy its cache, into slots nobody keeps. (Moving caches
+  // to follow row order instead copied every row that changed, and saved rows still needed first: a
+  // finished sentence shifted all the rows after it.)
+  std::vector<Index> slots(n, -1);
+  std::vector<char> kept(st.capacity_rows, 0), parent_done(st.rows, 0);
+  for (Index r = 0; r < n; ++r)
+    if (!parent_done[sources[r]]) {
+      parent_done[sources[r]] = 1;
+      slots[r] = st.slots[sources[r]];
+      kept[slots[r]] = 1;
+    }
+  std::vector<std::pair<Index, Index>> copies;  // (from slot, to slot)
+  Index next_free = 0;
+  for (Index r = 0; r < n; ++r) {
+    if (slots[r] >= 0) continue;
+    while (kept[next_free]) ++next_free;
+    slots[r] = next_free++;
+    copies.emplace_back(st.slots[sources[r]], slots[r]);
+  }
+  const Index layer = st.capacity_rows * stride, count = static_cast<Index>(copies.size());
+  if (count > 0 && bytes > 0) {
+    float* k = st.k_cache.data();
+    float* v = st.v_cache.data();
+    parallel_for(layers * count, [&](Index t0, Index t1) {
       for (Index t = t0; t < t1; ++t) {
-        const Index l = t / n, r = t % n, from = l * old_layer + st.slots[sources[r]] * stride;
-        std::memcpy(k_new + l * new_layer + r * stride, st.k_cache.data() + from, bytes);
-        std::memcpy(v_new + l * new_layer + r * stride, st.v_cache.data() + from, bytes);
+        const Index l = t / count;
+        const auto [from, to] = copies[t % count];
+        std::memcpy(k + l * layer + to * stride, k + l * layer + from * stride, bytes);
+        std::memcpy(v + l * layer + to * stride, v + l * layer + from * stride, bytes);
       }
     }, threads);
-    std::swap(st.k_cache, st.k_spare);
-    std::swap(st.v_cache, st.v_spare);
-    st.capacity_rows = n;
-    st.slots.resize(n);
-    for (Index r = 0; r < n; ++r) st.slots[r] = r;
-  } else {
-    // In place, through the slot table: the first row taken from a hypothesis keeps its cache slot, and
-    // only further rows from the same hypothesis copy its cache, into slots nobody keeps. (Moving caches
-    // to follow row order instead copied every row that changed, and saved rows still needed first: a
-    // finished sentence shifted all the rows after it.)
-    std::vector<Index> slots(n, -1);
-    std::vector<char> kept(st.capacity_rows, 0), parent_done(st.rows, 0);
-    for (Index r = 0; r < n; ++r)
-      if (!parent_done[sources[r]]) {
-        parent_done[sources[r]] = 1;
-        slots[r] = st.slots[sources[r]];
-        kept[slots[r]] = 1;
-      }
-    std::vector<std::pair<Index, Index>> copies;  // (from slot, to slot)
-    Index next_free = 0;
-    for (Index r = 0; r < n; ++r) {
-      if (slots[r] >= 0) continue;
-      while (kept[next_free]) ++next_free;
-      slots[r] = next_free++;
-      copies.emplace_back(st.slots[sources[r]], slots[r]);
-    }
-    const Index layer = st.capacity_rows * stride, count = static_cast<Index>(copies.size());
-    if (count > 0 && bytes > 0) {
-      float* k = st.k_cache.data();
-      float* v = st.v_cache.data();
-      parallel_for(layers * count, [&](Index t0, Index t1) {
-        for (Index t = t0; t < t1; ++t) {
-          const Index l = t / count;
-          const auto [from, to] = copies[t % count];
-          std::memcpy(k + l * layer + to * stride, k + l * layer + from * stride, bytes);
-          std::memcpy(v + l * layer + to * stride, v + l * layer + from * stride, bytes);
-        }
-      }, threads);
-    }
-    st.slots = std::move(slots);
   }
+  st.slots = std::move(slots);
   st.rows = n;
   st.hyp_sentence = std::move(sentence);
 }

@@ -53,12 +53,11 @@ struct DecodeState {
   Index max_steps = 0;               // cache capacity (positions) per hypothesis
   Index cache_stride = 0;            // floats per hypothesis per layer (max_steps rounded up to whole panels, × D)
   Index rows = 0;                    // live hypotheses
-  Index capacity_rows = 0;
+  Index capacity_rows = 0;           // cache slots, sized by start() for the widest the search gets
   Index step = 0;                    // positions already decoded
   std::vector<Index> hyp_sentence;   // sentence of each live hypothesis
   std::vector<Index> slots;          // cache slot of each live hypothesis (reorders move slots, not caches)
   AlignedBuffer k_cache, v_cache;    // [layers][capacity_rows slots][cache_stride]: key caches; values [positions, D]
-  AlignedBuffer k_spare, v_spare;    // targets of a reorder that outgrows the caches (swapped in)
   AlignedBuffer x;                   // [rows, D]
   AlignedBuffer logits;              // [rows, V]
   AlignedBuffer source;              // [src.total, D] encoder activations (start() only)
