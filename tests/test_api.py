@@ -141,12 +141,30 @@ def test_runtime_argument_errors():
         _raises(ValueError, r"^n: ", cpuformer.set_num_threads, -2)
         _raises(TypeError, r"^n: ", cpuformer.set_num_threads, 1.5)
         _raises(TypeError, r"^n: ", cpuformer.set_num_threads, "2")
+        _raises(TypeError, r"^n: .*bool", cpuformer.set_num_threads, True)
+        for too_many in (cpuformer.runtime.MAX_THREADS + 1, 100_000, 2**31, 2**64):
+            _raises(ValueError, r"^n: .*<= 1024", cpuformer.set_num_threads, too_many)
     finally:
         assert cpuformer.get_num_threads() == previous
     isa = cpuformer.isa()
     _raises(ValueError, r"isa: .*'scalar', 'avx2', 'avx512'.*'bogus'", cpuformer.set_isa, "bogus")
     _raises(TypeError, r"^name: ", cpuformer.set_isa, 2)
     assert cpuformer.isa() == isa
+
+
+def test_absurd_omp_num_threads_is_capped():
+    # 100,000 threads used to be created as asked for by the first large threaded op, and the process died
+    # inside OpenMP (SIGSEGV); the default is capped at MAX_THREADS instead.
+    code = (
+        "import numpy as np, cpuformer\n"
+        "from cpuformer import ops\n"
+        "print(cpuformer.get_num_threads())\n"
+        "x = np.ones((4096, 16), np.float32)\n"
+        "print(float(ops.layer_norm(x, np.ones(16, np.float32), np.zeros(16, np.float32), eps=1e-5).sum()))\n"
+    )
+    r = _run_python(code, OMP_NUM_THREADS="100000")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(cpuformer.runtime.MAX_THREADS), "0.0"]
 
 
 def test_unsupported_isa_is_refused():

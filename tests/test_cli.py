@@ -82,6 +82,7 @@ def test_translate_leading_zeros_and_whitespace():
         ([""], ["empty"]),
         (["--beam-size", "0", "1"], ["--beam-size"]),
         (["--threads", "two", "1"], ["--threads"]),
+        (["--threads", "5000", "1"], ["--threads", "at most 1024"]),
         (["--model", "/nonexistent/model", "1"], ["/nonexistent/model"]),
     ],
 )

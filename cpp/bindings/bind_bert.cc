@@ -6,6 +6,7 @@
 
 #include "bindings/array_views.h"
 #include "bindings/config_parsing.h"
+#include "core/parallel.h"
 #include "model/bert.h"
 
 namespace cpuformer::bindings {
@@ -54,7 +55,7 @@ class PyBert {
   }
 
   void set_num_threads(int n) {
-    CPUFORMER_CHECK(n >= 0, "num_threads: expected >= 0 (0 = the process default), got ", n);
+    check_model_num_threads(n);
     model_->set_num_threads(n);
   }
   int num_threads() const { return model_->num_threads(); }

@@ -19,6 +19,7 @@ namespace cpuformer::bindings {
 void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
+  m.attr("max_threads") = kMaxThreads;
   m.def("isa", [] { return std::string(active_kernels().name); });
   m.def("set_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); }, py::arg("name"));
   m.def("supported_isas", [] {

@@ -7,6 +7,7 @@
 
 #include "bindings/array_views.h"
 #include "bindings/config_parsing.h"
+#include "core/parallel.h"
 #include "decode/search.h"
 #include "model/seq2seq.h"
 
@@ -126,7 +127,7 @@ class PySeq2Seq {
   }
 
   void set_num_threads(int n) {
-    CPUFORMER_CHECK(n >= 0, "num_threads: expected >= 0 (0 = the process default), got ", n);
+    check_model_num_threads(n);
     model_->set_num_threads(n);
   }
   int num_threads() const { return model_->num_threads(); }

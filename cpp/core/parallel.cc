@@ -39,7 +39,7 @@ bool in_forked_child() { return g_forked_child.load(std::memory_order_relaxed); 
 
 int default_num_threads() {
 #ifdef CPUFORMER_WITH_OPENMP
-  return std::max(1, omp_get_max_threads());
+  return std::clamp(omp_get_max_threads(), 1, kMaxThreads);  // OMP_NUM_THREADS=100000 must not crash
 #else
   return 1;
 #endif
@@ -56,11 +56,17 @@ int get_num_threads() {
 }
 
 void set_num_threads(int count) {
-  CPUFORMER_CHECK(count >= 1, "num_threads: expected an integer >= 1, got ", count);
+  CPUFORMER_CHECK(count >= 1 && count <= kMaxThreads, "num_threads: expected an integer in [1, ", kMaxThreads,
+                  "], got ", count);
 #ifndef CPUFORMER_WITH_OPENMP
   count = 1;
 #endif
   g_num_threads.store(count, std::memory_order_relaxed);
+}
+
+void check_model_num_threads(int count) {
+  CPUFORMER_CHECK(count >= 0 && count <= kMaxThreads, "num_threads: expected an integer in [0, ", kMaxThreads,
+                  "] (0 = the process default), got ", count);
 }
 
 bool openmp_enabled() {
@@ -83,7 +89,7 @@ void parallel_for(Index count, const std::function<void(Index, Index)>& body, in
   if (count <= 0) return;
   if (threads <= 0) threads = get_num_threads();
   if (in_forked_child()) threads = 1;
-  threads = static_cast<int>(std::min<Index>(threads, count));
+  threads = static_cast<int>(std::min<Index>(std::min(threads, kMaxThreads), count));
 #ifdef CPUFORMER_WITH_OPENMP
   if (threads > 1 && !omp_in_parallel()) {
 #pragma omp parallel num_threads(threads)

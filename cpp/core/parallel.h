@@ -10,9 +10,15 @@
 
 namespace cpuformer {
 
-int default_num_threads();        // what OpenMP would use: OMP_NUM_THREADS or the CPUs we may run on
+// The most threads a call may use. Far more than any CPU offers, and far fewer than the count at which
+// creating the threads fails (100,000 crashed the process, inside OpenMP, before this bound).
+constexpr int kMaxThreads = 1024;
+
+int default_num_threads();        // what OpenMP would use: OMP_NUM_THREADS or the CPUs we may run on (capped)
 int get_num_threads();            // the current setting (1 in a process forked from one that used threads)
-void set_num_threads(int count);  // count >= 1
+void set_num_threads(int count);  // 1 <= count <= kMaxThreads
+// A model's own thread count: 0 (the process default) to kMaxThreads; a clear error otherwise.
+void check_model_num_threads(int count);
 bool openmp_enabled();
 
 // Calls body(begin, end) on disjoint chunks covering [0, count); `threads` <= 0 means get_num_threads().

@@ -37,6 +37,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int:
+    from .runtime import MAX_THREADS
+
+    value = _positive(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads, got {value}")
+    return value
+
+
 def _fail(command: str, message: str) -> int:
     print(f"{PROG} {command}: error: {message}", file=sys.stderr)
     return 2
@@ -195,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N generated tokens, the end of sentence included (default: the model's)")
     p.add_argument("--model", default=None, metavar="DIR",
                    help="a model directory with vocab.json (default: the shipped demo model)")
-    p.add_argument("--threads", type=_positive, default=None, metavar="N",
+    p.add_argument("--threads", type=_threads, default=None, metavar="N",
                    help="threads to use (default: OMP_NUM_THREADS, else the usable CPUs)")
     p.set_defaults(run=_translate)
 

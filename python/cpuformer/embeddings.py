@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _core
 from .convert import bert as _bert
+from .runtime import thread_count
 
 __all__ = ["SentenceEncoder"]
 
@@ -163,7 +164,7 @@ class SentenceEncoder:
 
     @num_threads.setter
     def num_threads(self, n: int) -> None:
-        self._core.num_threads = int(n)
+        self._core.num_threads = thread_count(n, "num_threads", 0)
 
     # tokenisation ------------------------------------------------------------------------------
     @property

@@ -23,6 +23,7 @@ from . import _core
 from . import masks as _masks
 from .io import safetensors as _st
 from .ops import as_float32
+from .runtime import thread_count
 
 __all__ = ["Transformer", "TransformerConfig", "TransformerDecoder", "TransformerEncoder"]
 
@@ -174,7 +175,7 @@ class _Model:
 
     @num_threads.setter
     def num_threads(self, n: int) -> None:
-        self._core.num_threads = int(n)
+        self._core.num_threads = thread_count(n, "num_threads", 0)
 
     def _batch_first(self, x, name: str):
         """(array [B, L, E] C-contiguous, was_unbatched)."""

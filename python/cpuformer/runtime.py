@@ -7,15 +7,27 @@ import operator
 from . import _core
 
 
-def set_num_threads(n: int) -> None:
-    """Sets the number of threads cpuformer uses (default: OMP_NUM_THREADS, else the usable CPUs)."""
+MAX_THREADS: int = _core.max_threads
+
+
+def thread_count(value, name: str, minimum: int) -> int:
+    """``value`` as a thread count in [minimum, MAX_THREADS]; TypeError / ValueError naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an integer, got bool")
     try:
-        n = operator.index(n)
+        value = operator.index(value)
     except TypeError:
-        raise TypeError(f"n: expected an integer, got {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"n: expected an integer >= 1, got {n}")
-    _core.set_num_threads(n)
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
+    if not minimum <= value <= MAX_THREADS:
+        default = " (0 = the process default)" if minimum == 0 else ""
+        raise ValueError(f"{name}: expected an integer >= {minimum} and <= {MAX_THREADS}{default}, got {value}")
+    return value
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads cpuformer uses (default: OMP_NUM_THREADS, else the usable CPUs; at most
+    ``MAX_THREADS``)."""
+    _core.set_num_threads(thread_count(n, "n", 1))
 
 
 def get_num_threads() -> int:

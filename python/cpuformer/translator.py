@@ -21,6 +21,7 @@ from . import _core
 from .convert import marian as _marian
 from .io import safetensors as _st
 from .ops import as_float32
+from .runtime import thread_count
 
 __all__ = ["Translator"]
 
@@ -192,7 +193,7 @@ class Translator:
 
     @num_threads.setter
     def num_threads(self, n: int) -> None:
-        self._core.num_threads = _positive_int(n, "num_threads", 0)
+        self._core.num_threads = thread_count(n, "num_threads", 0)
 
     @property
     def vocab_size(self) -> int:

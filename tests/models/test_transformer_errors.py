@@ -157,6 +157,22 @@ def models():
     return {cls: _make(cls, rng)[0] for cls in CLASSES}
 
 
+@pytest.mark.parametrize("cls", CLASSES)
+def test_bad_num_threads(models, cls):
+    model = models[cls]
+    previous = model.num_threads
+    for bad in (-1, 1025, 2**31):
+        with pytest.raises(ValueError, match=r"^num_threads: expected an integer >= 0 and <= 1024"):
+            model.num_threads = bad
+    for bad in (2.7, "2", None, True):
+        with pytest.raises(TypeError, match="^num_threads: expected an integer"):
+            model.num_threads = bad
+    assert model.num_threads == previous
+    model.num_threads = 0  # the process default
+    assert model.num_threads == 0
+    model.num_threads = previous
+
+
 def _x(rng, *shape):
     return rng.standard_normal(shape, dtype=np.float32)
 

@@ -128,10 +128,12 @@ def test_bad_options(tr, kw, error, message):
 
 def test_num_threads_setting(tr):
     previous = tr.num_threads
-    with pytest.raises(ValueError, match="num_threads"):
-        tr.num_threads = -1
-    with pytest.raises(TypeError, match="num_threads"):
-        tr.num_threads = 1.5
+    for bad in (-1, cpuformer.runtime.MAX_THREADS + 1, 2**31):
+        with pytest.raises(ValueError, match=r"^num_threads: .*<= 1024"):
+            tr.num_threads = bad
+    for bad in (1.5, "2", None, True):
+        with pytest.raises(TypeError, match="^num_threads: expected an integer"):
+            tr.num_threads = bad
     assert tr.num_threads == previous
 
 
