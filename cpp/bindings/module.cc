@@ -2,6 +2,7 @@
 // Choosing the ISA at import makes a bad CPUFORMER_ISA fail `import cpuformer` with a clear message.
 #include <pybind11/pybind11.h>
 
+#include "core/memory_budget.h"
 #include "kernels/registry.h"
 
 namespace py = pybind11;
@@ -18,6 +19,13 @@ void bind_bert(py::module_& m);
 PYBIND11_MODULE(_core, m) {
   m.doc() = "cpuformer's C++ core (kernels, layers, models). Use the cpuformer package, not this module.";
   cpuformer::active_kernels();
+  py::register_exception_translator([](std::exception_ptr error) {
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const cpuformer::OutOfMemory& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
   cpuformer::bindings::bind_runtime(m);
   cpuformer::bindings::bind_ops(m);
   cpuformer::bindings::bind_attention(m);

@@ -1,5 +1,9 @@
 #include "decode/decoding_options.h"
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "core/check.h"
 
 namespace cpuformer {
@@ -19,9 +23,16 @@ void DecodingOptions::validate(Index vocab_size) const {
   CPUFORMER_CHECK(eos_id >= 0 && eos_id < vocab_size, "eos_id: expected an id in [0, ", vocab_size, "), got ", eos_id);
   CPUFORMER_CHECK(decoder_start_id >= 0 && decoder_start_id < vocab_size, "decoder_start_id: expected an id in [0, ",
                   vocab_size, "), got ", decoder_start_id);
-  for (std::int64_t id : suppress_ids)
+  CPUFORMER_CHECK(std::isfinite(length_penalty), "length_penalty: expected a finite number, got ", length_penalty);
+  std::vector<char> suppressed(static_cast<std::size_t>(vocab_size), 0);
+  for (std::int64_t id : suppress_ids) {
     CPUFORMER_CHECK(id >= 0 && id < vocab_size, "suppress_ids: id ", id, " is out of range for a vocabulary of ",
                     vocab_size);
+    suppressed[static_cast<std::size_t>(id)] = 1;
+  }
+  // Every token suppressed: every score would be -inf and the search would have nothing to choose.
+  CPUFORMER_CHECK(std::count(suppressed.begin(), suppressed.end(), 0) > 0, "suppress_ids: all ", vocab_size,
+                  " tokens of the vocabulary are suppressed, nothing could be generated");
 }
 
 }  // namespace cpuformer

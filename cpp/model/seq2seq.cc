@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/memory_budget.h"
 #include "core/parallel.h"
 #include "kernels/registry.h"
 #include "ops/gemm.h"
@@ -131,6 +132,16 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
                   " exceeds the model's max_positions = ", config_.max_positions);
   const Index d = config_.transformer.d_model;
   const Index layers = config_.transformer.num_decoder_layers;
+  {  // before any work: the key/value caches and logits of the widest the search gets
+    const double rows = static_cast<double>(batch) * static_cast<double>(std::max(hyps_per_sentence, max_hyps_per_sentence));
+    const double cache = static_cast<double>(packed_keys_size(std::max<Index>(1, max_steps), d, active_kernels().gemm.nr));
+    const double bytes = sizeof(float) * rows * (2.0 * layers * cache + config_.tgt_vocab_size);
+    check_fits_in_memory(bytes, detail::concat("decoding ", batch, " sentence(s) x ",
+                                               std::max(hyps_per_sentence, max_hyps_per_sentence),
+                                               " hypotheses (beam_size, num_hypotheses) over ", max_steps,
+                                               " steps (max_length)"),
+                         "for its key/value caches");
+  }
   st.src = SequenceBatch::make(batch, src_len, src_lengths);
   std::vector<std::int64_t> ids(st.src.total);
   std::vector<Index> pos(st.src.total);

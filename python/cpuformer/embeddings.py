@@ -24,6 +24,7 @@ import numpy as np
 from . import _core
 from .convert import bert as _bert
 from .runtime import thread_count
+from .token_ids import padded_batch
 
 __all__ = ["SentenceEncoder"]
 
@@ -190,29 +191,29 @@ class SentenceEncoder:
         sentences = _check_sentences(sentences)
         if self.do_lower_case:  # sentence_bert_config.json's do_lower_case: lower-cased before tokenising
             sentences = [s.lower() for s in sentences]
-        return [e.ids for e in self.tokenizer.encode_batch(sentences, add_special_tokens=True)]
+        try:
+            encodings = self.tokenizer.encode_batch(sentences, add_special_tokens=True)
+        except TypeError:  # the tokenizer's own message names no sentence; find the one it could not take
+            for i, s in enumerate(sentences):
+                try:
+                    s.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(f"sentences[{i}]: not valid Unicode text ({e.reason} at character "
+                                     f"{e.start})") from None
+            raise
+        return [e.ids for e in encodings]
 
     # embedding ---------------------------------------------------------------------------------
     def encode_ids(self, ids, lengths=None, *, normalize: Optional[bool] = None) -> np.ndarray:
         """Embeddings [B, D] of token-id sequences: a list of lists, or a padded int array with lengths."""
-        if isinstance(ids, np.ndarray):
-            if ids.dtype.kind not in "iu" or ids.ndim != 2:
-                raise TypeError(f"ids: expected a 2-D integer array, got dtype {ids.dtype} shape {ids.shape}")
-            arr = np.ascontiguousarray(ids, dtype=np.int64)
-            lens = (np.full(arr.shape[0], arr.shape[1]) if lengths is None else np.asarray(lengths)).astype(np.int64)
-        else:
-            seqs = [list(s) for s in ids]
-            if lengths is not None:
-                raise ValueError("lengths: only with a padded array of ids")
-            lens = np.array([len(s) for s in seqs], dtype=np.int64)
-            arr = np.zeros((len(seqs), max([1] + lens.tolist())), dtype=np.int64)
-            for i, s in enumerate(seqs):
-                arr[i, : len(s)] = s
+        if isinstance(ids, np.ndarray) and ids.ndim != 2:
+            raise TypeError(f"ids: expected a 2-D integer array, got dtype {ids.dtype} shape {ids.shape}")
+        arr, lens = padded_batch(ids, lengths, "ids")
         if arr.shape[0] == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         if np.any(lens < 1):
             raise ValueError(f"ids: sequence {int(np.flatnonzero(lens < 1)[0])} is empty")
-        norm = self.normalize if normalize is None else bool(normalize)
+        norm = self.normalize if normalize is None else _flag(normalize, "normalize")
         return self._core.embed(arr, None, np.ascontiguousarray(lens), self.pooling, norm)
 
     def encode(self, sentences: Sequence[str], *, batch_size: int = 32, normalize: Optional[bool] = None,
@@ -221,6 +222,8 @@ class SentenceEncoder:
         padding stays small; ``normalize`` defaults to the model's (True for all-MiniLM-L6-v2)."""
         sentences = _check_sentences(sentences)
         _check_size("batch_size", batch_size)
+        if normalize is not None:
+            _flag(normalize, "normalize")
         ids = self.tokenize(sentences)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -251,6 +254,8 @@ class SentenceEncoder:
             _check_sentences(sentences)
         _check_size("batch_size", batch_size)
         _check_size("chunk_size", chunk_size)
+        if normalize is not None:
+            _flag(normalize, "normalize")
         return self._iter_chunks(iter(sentences), batch_size, chunk_size, normalize)
 
     def _iter_chunks(self, it: Iterator[str], batch_size: int, chunk_size: int,
@@ -286,6 +291,12 @@ def _check_sentences(sentences) -> List[str]:
         if not isinstance(s, str):
             raise TypeError(f"sentences[{i}]: expected a str, got {type(s).__name__}")
     return sentences
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):  # "no" must not mean True
+        raise TypeError(f"{name}: expected True, False or None, got {value!r}")
+    return bool(value)
 
 
 def _check_size(name: str, value) -> None:

@@ -11,9 +11,10 @@ transformers' generate(), and likewise for min_length.
 from __future__ import annotations
 
 import json
+import math
 import operator
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .convert import marian as _marian
 from .io import safetensors as _st
 from .ops import as_float32
 from .runtime import thread_count
+from .token_ids import padded_batch
 
 __all__ = ["Translator"]
 
@@ -39,6 +41,28 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
     return value
 
 
+def _token_ids(values, name: str) -> List[int]:
+    """A list of int token ids; TypeError naming ``name`` for anything else (1.5 must not become 1)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name}: expected a list of int token ids, got {type(values).__name__}")
+    ids = []
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}[{i}]: expected an int token id, got {v!r}")
+        ids.append(int(v))
+    return ids
+
+
+def _finite(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    return value
+
+
 def _seed(value) -> int:
     value = _positive_int(value, "seed", 0)
     if value >= 2**64:
@@ -46,43 +70,16 @@ def _seed(value) -> int:
     return value
 
 
-def _source_batch(source_ids, lengths) -> tuple:
-    """(ids int64 [B, S] C-contiguous, lengths int64 [B])."""
-    if isinstance(source_ids, np.ndarray):
-        ids = source_ids
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"source_ids: expected an integer array, got dtype {ids.dtype}")
-        if ids.ndim != 2:
-            raise ValueError(f"source_ids: expected a 2-D [batch, length] array, got shape {ids.shape}")
-        if ids.shape[0] == 0:
-            raise ValueError("source_ids: expected at least one sentence, got an empty batch")
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if lengths is None:
-            lens = np.full(ids.shape[0], ids.shape[1], dtype=np.int64)
-        else:
-            lens = np.ascontiguousarray(np.asarray(lengths), dtype=np.int64)
-            if lens.shape != (ids.shape[0],):
-                raise ValueError(f"lengths: expected shape ({ids.shape[0]},), got {lens.shape}")
-    else:
-        if lengths is not None:
-            raise ValueError("lengths: only with a padded array of source_ids (lists carry their own lengths)")
-        try:
-            sentences = [list(s) for s in source_ids]
-        except TypeError:
-            raise TypeError("source_ids: expected a list of lists of token ids or a 2-D integer array") from None
-        if not sentences:
-            raise ValueError("source_ids: expected at least one sentence, got an empty list")
-        lens = np.array([len(s) for s in sentences], dtype=np.int64)
-        ids = np.zeros((len(sentences), max(1, int(lens.max()))), dtype=np.int64)
-        for i, s in enumerate(sentences):
-            for j, tok in enumerate(s):
-                if isinstance(tok, (bool, np.bool_)) or not isinstance(tok, (int, np.integer)):
-                    raise TypeError(f"source_ids[{i}][{j}]: expected an int token id, got {tok!r}")
-            ids[i, : len(s)] = s
+def _sentence_batch(ids, lengths, name: str = "source_ids", lengths_name: str = "lengths") -> tuple:
+    """(ids int64 [B, S] C-contiguous, lengths int64 [B]): at least one sentence, none empty."""
+    arr, lens = padded_batch(ids, lengths, name, lengths_name)
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one sentence, got an empty "
+                         + ("batch" if isinstance(ids, np.ndarray) else "list"))
     empty = np.flatnonzero(lens <= 0)
     if empty.size:
-        raise ValueError(f"source_ids: sentence {int(empty[0])} is empty (every source needs at least one token)")
-    return ids, lens
+        raise ValueError(f"{name}: sentence {int(empty[0])} is empty (every sentence needs at least one token)")
+    return arr, lens
 
 
 class Translator:
@@ -226,7 +223,7 @@ class Translator:
         each call; sentence i draws from a generator seeded with (seed, i); top-k = 1 is greedy);
         greedy otherwise. Beam scores are ``sum(log p) / length ** length_penalty``; greedy and sampling
         scores are ``sum(log p)``."""
-        ids, lens = _source_batch(source_ids, lengths)
+        ids, lens = _sentence_batch(source_ids, lengths)
         d = self.generation_defaults
         beam = _positive_int(d.get("beam_size", 1) if beam_size is None else beam_size, "beam_size")
         # Default: the checkpoint's generation config, else 256 capped by the positions the model has (a
@@ -244,7 +241,7 @@ class Translator:
             raise ValueError("sampling_topk/sampling_topp/temperature: sampling needs beam_size = 1")
         options: Dict[str, Any] = {
             "beam_size": beam, "max_length": max_len, "min_length": min_len,
-            "length_penalty": float(length_penalty), "early_stopping": bool(early_stopping),
+            "length_penalty": _finite(length_penalty, "length_penalty"), "early_stopping": bool(early_stopping),
             "num_hypotheses": n_hyp, "sampling": sampling,
             "sampling_topk": _positive_int(sampling_topk, "sampling_topk", 0) if sampling_topk is not None else 0,
             "sampling_topp": float(sampling_topp) if sampling_topp is not None else 1.0,
@@ -252,7 +249,8 @@ class Translator:
             # No seed: a fresh one per call (sampling twice must not return the same draw every time).
             "seed": _seed(seed) if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1,
             "force_eos_at_max_length": bool(d.get("force_eos_at_max_length", False)),
-            "suppress_ids": [int(i) for i in (d.get("suppress_ids", []) if suppress_ids is None else suppress_ids)],
+            "suppress_ids": _token_ids(d.get("suppress_ids", []) if suppress_ids is None else suppress_ids,
+                                       "suppress_ids"),
             "eos_id": int(self.config["eos_id"]),
             "decoder_start_id": int(self.config["decoder_start_id"]),
         }
@@ -265,8 +263,8 @@ class Translator:
     def log_probs(self, source_ids, target_ids, *, source_lengths=None, target_lengths=None) -> np.ndarray:
         """Teacher-forced forward: log-probabilities ``[B, T, V]`` of the next token after each target
         prefix (``target_ids`` starts with the decoder start token). Rows past a target's length are 0."""
-        src, slen = _source_batch(source_ids, source_lengths)
-        tgt, tlen = _source_batch(target_ids, target_lengths)
+        src, slen = _sentence_batch(source_ids, source_lengths, "source_ids", "source_lengths")
+        tgt, tlen = _sentence_batch(target_ids, target_lengths, "target_ids", "target_lengths")
         return self._core.forward_log_probs(src, slen, tgt, tlen)
 
     def __reduce__(self):

@@ -114,6 +114,36 @@ def test_bad_ids(encoder):
         encoder.encode_ids(np.array([[101, 102]]), [3])
     with pytest.raises(ValueError, match="max_position_embeddings"):
         encoder.encode_ids([[101] * 600])
+    # read as the id 101 / 1 / a wrapped negative id before these were refused
+    with pytest.raises(TypeError, match=r"^ids\[0\]\[1\]: expected an int token id, got 2000.0"):
+        encoder.encode_ids([[101, 2000.0, 102]])
+    with pytest.raises(TypeError, match=r"^ids\[1\]\[0\]: expected an int token id, got True"):
+        encoder.encode_ids([[101, 102], [True, 102]])
+    with pytest.raises(TypeError, match="^lengths: expected integers"):
+        encoder.encode_ids(np.array([[101, 102]]), [1.5])
+    with pytest.raises(IndexError, match="^ids: token id 9223372036854775813 is out of range"):
+        encoder.encode_ids(np.array([[2**63 + 5]], dtype=np.uint64))
+    for bad in ("101 102", None, 7):
+        with pytest.raises(TypeError, match="^ids: expected a list of lists of token ids"):
+            encoder.encode_ids(bad)
+    with pytest.raises(TypeError, match="^ids: expected a list of lists of token ids, got int at index 1"):
+        encoder.encode_ids([[101, 102], 5])
+
+
+@pytest.mark.parametrize("bad", ["no", 1, 0.0])
+def test_bad_normalize(encoder, bad):
+    with pytest.raises(TypeError, match="^normalize: expected True, False or None"):
+        encoder.encode(["x"], normalize=bad)
+    with pytest.raises(TypeError, match="^normalize: expected True, False or None"):
+        encoder.encode([], normalize=bad)
+    with pytest.raises(TypeError, match="^normalize: expected True, False or None"):
+        encoder.encode_ids([[101, 102]], normalize=bad)
+
+
+def test_text_that_is_not_valid_unicode(encoder):
+    # a lone surrogate cannot be UTF-8 encoded; the tokenizer's own error names no sentence
+    with pytest.raises(ValueError, match=r"^sentences\[1\]: not valid Unicode text"):
+        encoder.encode(["fine", "bad \ud800 text"])
 
 
 def test_error_leaves_encoder_usable(encoder):

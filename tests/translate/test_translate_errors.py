@@ -71,6 +71,11 @@ def test_non_int_arrays_and_bad_shapes(tr):
         tr.generate(np.ones((2, 3), dtype=np.int64), lengths=[3, 4])
     with pytest.raises(ValueError, match="lengths"):
         tr.generate(SRC, lengths=[3, 2])  # lists carry their own lengths
+    for bad in ([1.5, 2], [True, 2]):  # must not be read as 1
+        with pytest.raises(TypeError, match="lengths: expected integers"):
+            tr.generate(np.ones((2, 3), dtype=np.int64), lengths=bad)
+    with pytest.raises(IndexError, match="source_ids: token id 9223372036854775813 is out of range"):
+        tr.generate(np.array([[2**63 + 5]], dtype=np.uint64))  # not wrapped to a negative int64
     with pytest.raises(ValueError, match="target_ids: expected 1 sentences"):
         tr.log_probs([[1, 0]], [[43], [43]])
 
@@ -120,6 +125,18 @@ def test_too_long_for_the_model(tr):
     (dict(beam_size="2"), TypeError, "beam_size: expected an integer"),
     (dict(max_length=None, min_length=1.5), TypeError, "min_length"),
     (dict(sampling_topk=2.5), TypeError, "sampling_topk"),
+    (dict(beam_size=2, length_penalty=float("nan")), ValueError, "length_penalty: expected a finite number, got nan"),
+    (dict(beam_size=2, length_penalty=float("-inf")), ValueError, "length_penalty: expected a finite number"),
+    (dict(length_penalty="short"), TypeError, "length_penalty: expected a number, got str"),
+    (dict(suppress_ids="ab"), TypeError, "suppress_ids: expected a list of int token ids, got str"),
+    (dict(suppress_ids=5), TypeError, "suppress_ids: expected a list of int token ids, got int"),
+    (dict(suppress_ids=[3, 1.5]), TypeError, r"suppress_ids\[1\]: expected an int token id, got 1.5"),
+    (dict(suppress_ids=[True]), TypeError, r"suppress_ids\[0\]: expected an int token id"),
+    (dict(suppress_ids=list(range(44))), ValueError, "suppress_ids: all 44 tokens of the vocabulary are suppressed"),
+    # 10**6 hypotheses need ~50 GB of key/value caches: refused before any work, not left to the OOM killer
+    (dict(beam_size=10**6), MemoryError, r"1000000 hypotheses \(beam_size, num_hypotheses\) .* GB for its key/value "
+                                         r"caches, more than this machine's .* GB of memory"),
+    (dict(beam_size=2**62), MemoryError, "beam_size"),
 ], ids=lambda x: ",".join(f"{k}={v}" for k, v in x.items()) if isinstance(x, dict) else "")
 def test_bad_options(tr, kw, error, message):
     with pytest.raises(error, match=message):
