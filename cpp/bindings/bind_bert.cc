@@ -6,6 +6,7 @@
 
 #include "bindings/array_views.h"
 #include "bindings/config_parsing.h"
+#include "core/memory_budget.h"
 #include "core/parallel.h"
 #include "model/bert.h"
 
@@ -47,6 +48,10 @@ class PyBert {
     if (token_types) check_shape(*token_types, {batch, len}, "token_type_ids");
     check_shape(lengths, {batch}, "lengths");
     const Pooling p = parse_pooling(pooling);
+    const double tokens = static_cast<double>(batch) * static_cast<double>(len);
+    check_fits_in_memory(tokens * activation_bytes_per_token(model_->config().transformer),
+                         detail::concat("embedding ", batch, " sequence(s) of up to ", len, " tokens (input_ids)"),
+                         "for its activations");
     FloatArray out({batch, model_->config().transformer.d_model});
     py::gil_scoped_release release;
     model_->embed(ids.data(), token_types ? token_types->data() : nullptr, batch, len,

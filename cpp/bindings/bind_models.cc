@@ -9,6 +9,7 @@
 
 #include "bindings/array_views.h"
 #include "bindings/config_parsing.h"
+#include "core/memory_budget.h"
 #include "core/parallel.h"
 #include "model/transformer.h"
 
@@ -60,6 +61,14 @@ AttentionMask mask_view(const std::optional<FloatArray>& mask, bool causal, Inde
   return m;
 }
 
+// Refuses a call whose activations cannot fit in memory (MemoryError) before any work; the output, the
+// memory kept between the stacks and every layer's workspace are counted.
+void check_activations(const TransformerConfig& c, double src_tokens, double tgt_tokens, const char* args) {
+  const double bytes = (src_tokens + tgt_tokens) * (activation_bytes_per_token(c) + sizeof(float) * c.d_model);
+  check_fits_in_memory(bytes, detail::concat("a forward pass over ", src_tokens + tgt_tokens, " tokens (", args, ")"),
+                       "for its activations");
+}
+
 class PyTransformer {
  public:
   PyTransformer(const py::dict& config, const py::dict& weights, const std::string& part) {
@@ -75,6 +84,7 @@ class PyTransformer {
     const auto& c = model_->config();
     PaddedBatch s = padded(src, lengths, c.d_model, "src", "src_key_padding_mask");
     AttentionMask m = mask_view(mask, causal, s.batch, c.nhead, s.len, s.len, "mask");
+    check_activations(c, static_cast<double>(s.batch) * s.len, 0.0, "src");
     FloatArray out({s.batch, s.len, c.d_model});
     py::gil_scoped_release release;
     model_->encode(s, m, out.mutable_data());
@@ -91,6 +101,7 @@ class PyTransformer {
                     shape_string(memory));
     AttentionMask tm = mask_view(tgt_mask, causal, t.batch, c.nhead, t.len, t.len, "tgt_mask");
     AttentionMask mm = mask_view(memory_mask, false, t.batch, c.nhead, t.len, m.len, "memory_mask");
+    check_activations(c, static_cast<double>(m.batch) * m.len, static_cast<double>(t.batch) * t.len, "tgt, memory");
     FloatArray out({t.batch, t.len, c.d_model});
     py::gil_scoped_release release;
     model_->decode(t, tm, m, mm, out.mutable_data());
@@ -114,6 +125,7 @@ class PyTransformer {
     AttentionMask sm = mask_view(src_mask, src_causal, s.batch, c.nhead, s.len, s.len, "src_mask");
     AttentionMask tm = mask_view(tgt_mask, tgt_causal, t.batch, c.nhead, t.len, t.len, "tgt_mask");
     AttentionMask mm = mask_view(memory_mask, false, t.batch, c.nhead, t.len, s.len, "memory_mask");
+    check_activations(c, static_cast<double>(s.batch) * s.len, static_cast<double>(t.batch) * t.len, "src, tgt");
     FloatArray out({t.batch, t.len, c.d_model});
     py::gil_scoped_release release;
     model_->forward(s, sm, t, tm, mem_len, mm, out.mutable_data());

@@ -7,6 +7,7 @@
 
 #include "bindings/array_views.h"
 #include "bindings/config_parsing.h"
+#include "core/memory_budget.h"
 #include "core/parallel.h"
 #include "decode/search.h"
 #include "model/seq2seq.h"
@@ -120,7 +121,12 @@ class PySeq2Seq {
     const Index* sl = lengths_of(src_lengths, batch, "source_lengths");
     const Index* tl = lengths_of(tgt_lengths, batch, "target_lengths");
     model_->check_source(src.data(), batch, src.shape(1), sl);
-    FloatArray out({batch, static_cast<Index>(tgt.shape(1)), model_->config().tgt_vocab_size});
+    const Index vocab = model_->config().tgt_vocab_size;
+    check_fits_in_memory(model_->log_probs_bytes(batch, src.shape(1), tgt.shape(1)),
+                         detail::concat("log_probs of ", batch, " sentence(s) of ", src.shape(1), " source and ",
+                                        tgt.shape(1), " target tokens (source_ids, target_ids)"),
+                         "for its activations and log-probabilities");
+    FloatArray out({batch, static_cast<Index>(tgt.shape(1)), vocab});
     py::gil_scoped_release release;
     model_->forward_log_probs(src.data(), batch, src.shape(1), sl, tgt.data(), tgt.shape(1), tl, out.mutable_data());
     return out;

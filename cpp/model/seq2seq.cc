@@ -125,6 +125,15 @@ void Seq2SeqModel::forward_log_probs(const std::int64_t* src_ids, Index batch, I
   }
 }
 
+double Seq2SeqModel::log_probs_bytes(Index batch, Index src_len, Index tgt_len) const {
+  const double d = static_cast<double>(config_.transformer.d_model);
+  const double src = static_cast<double>(batch) * static_cast<double>(src_len);
+  const double tgt = static_cast<double>(batch) * static_cast<double>(tgt_len);
+  const double memory_kv = static_cast<double>(config_.transformer.num_decoder_layers) * src * 2.0 * d;
+  return (src + tgt) * activation_bytes_per_token(config_.transformer) +
+         sizeof(float) * (memory_kv + 2.0 * tgt * static_cast<double>(config_.tgt_vocab_size));
+}
+
 void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index batch, Index src_len,
                          const Index* src_lengths, Index hyps_per_sentence, Index max_steps,
                          Index max_hyps_per_sentence) {

@@ -76,6 +76,11 @@ class Seq2SeqModel {
   // Checks source ids (std::out_of_range naming the bad id) and lengths.
   void check_source(const std::int64_t* ids, Index batch, Index len, const Index* lengths) const;
 
+  // Bytes forward_log_probs needs at most for [B, S] sources and [B, T] targets, its output included
+  // (activations of every token, the source keys/values of every layer, logits), to refuse a batch
+  // that cannot fit before starting it.
+  double log_probs_bytes(Index batch, Index src_len, Index tgt_len) const;
+
   // Teacher-forced forward: log-probabilities [B, T, Vt] of the next token after each target prefix
   // (rows at padded target positions are zero). Ids are [B, S] / [B, T] padded with lengths.
   void forward_log_probs(const std::int64_t* src_ids, Index batch, Index src_len, const Index* src_lengths,

@@ -25,4 +25,11 @@ struct TransformerConfig {
   void validate() const;            // throws std::invalid_argument naming the bad field
 };
 
+// Bytes of activations a forward pass keeps per token at most (the layers' workspace: fused projections,
+// attention output, sub-layer output, normed input, feed-forward hidden, the token itself), so that a
+// batch too large for the machine is refused up front (core/memory_budget) instead of being killed.
+inline double activation_bytes_per_token(const TransformerConfig& c) {
+  return sizeof(float) * (6.0 * static_cast<double>(c.d_model) + static_cast<double>(c.dim_feedforward));
+}
+
 }  // namespace cpuformer

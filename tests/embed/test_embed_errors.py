@@ -130,6 +130,21 @@ def test_bad_ids(encoder):
         encoder.encode_ids([[101, 102], 5])
 
 
+def _physical_memory():
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not hasattr(os, "sysconf"), reason="needs os.sysconf for the machine's memory")
+def test_batch_larger_than_memory_is_refused(encoder):
+    # ~15 KB of activations per token of this model: a batch needing more than the machine has is a
+    # MemoryError before any work (not an OOM kill pages later); its ids take a thousandth of that.
+    rows = _physical_memory() // (100 * (6 * 384 + 1536) * 4) + 1
+    with pytest.raises(MemoryError, match=rf"^embedding {rows} sequence\(s\) of up to 100 tokens \(input_ids\) "
+                                          r"needs .* GB for its activations, more than this machine's"):
+        encoder.encode_ids(np.full((rows, 100), 101))
+    assert encoder.encode_ids([[101, 102]]).shape == (1, 384)  # still usable
+
+
 @pytest.mark.parametrize("bad", ["no", 1, 0.0])
 def test_bad_normalize(encoder, bad):
     with pytest.raises(TypeError, match="^normalize: expected True, False or None"):

@@ -143,6 +143,16 @@ def test_bad_options(tr, kw, error, message):
         tr.generate(SRC, **kw)
 
 
+@pytest.mark.skipif(not hasattr(os, "sysconf"), reason="needs os.sysconf for the machine's memory")
+def test_log_probs_larger_than_memory_is_refused(tr):
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    batch = memory // (64 * 2 * (6 * 64 + 256) * 4) + 1  # ~5 KB of activations per sentence position
+    ids = np.ones((batch, 64), dtype=np.int64)
+    with pytest.raises(MemoryError, match=rf"^log_probs of {batch} sentence\(s\) of 64 source and 64 target "
+                                          r"tokens .* more than this machine's .* GB of memory"):
+        tr.log_probs(ids, ids)
+
+
 def test_num_threads_setting(tr):
     previous = tr.num_threads
     for bad in (-1, cpuformer.runtime.MAX_THREADS + 1, 2**31):
