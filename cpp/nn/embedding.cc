@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "core/memory_budget.h"
 #include "core/parallel.h"
 #include "ops/positional_encoding.h"
 
@@ -18,6 +19,10 @@ Embedding::Embedding(const float* table, Index vocab_size, Index dim, float scal
       scale_(scale),
       table_(table, table + vocab_size * dim) {
   if (layout == PositionalLayout::kNone) return;
+  check_fits_in_memory(4.0 * static_cast<double>(max_positions) * static_cast<double>(dim),
+                       detail::concat("a positional table of ", max_positions, " positions (max_positions) x ", dim,
+                                      " (d_model)"),
+                       "of float32");
   positions_.resize(static_cast<std::size_t>(max_positions * dim));
   if (layout == PositionalLayout::kInterleaved) {
     positional_encoding(max_positions, dim, positions_.data());

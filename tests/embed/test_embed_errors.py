@@ -89,6 +89,19 @@ def test_directory_with_missing_files(tmp_path):
     assert "model.safetensors" in str(info.value) and "config.json" not in str(info.value).split("missing")[1]
 
 
+@pytest.mark.parametrize("changes, message", [
+    (dict(hidden_size=None), r"config.json: hidden_size must be an integer, got None"),
+    (dict(num_attention_heads="12"), r"config.json: num_attention_heads must be an integer, got '12'"),
+])
+def test_config_values_must_be_integers(tmp_path, model_dir, changes, message):
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    config.update(changes)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    os.symlink(os.path.join(model_dir, "model.safetensors"), tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=message):
+        cpuformer.SentenceEncoder.from_pretrained(str(tmp_path))
+
+
 def test_missing_tokenizer_only_matters_for_text(tmp_path, model_dir, encoder):
     for name in ("config.json", "model.safetensors"):
         os.symlink(os.path.join(model_dir, name), tmp_path / name)

@@ -228,6 +228,23 @@ def test_from_pretrained_errors(demo_dir, tmp_path):
         cpuformer.Translator.from_pretrained(str(truncated))
 
 
+@pytest.mark.parametrize("changes, error, message", [
+    (dict(pad_token_id=None), ValueError, r"config.json: pad_token_id must be an integer, got None"),
+    (dict(d_model="64"), ValueError, r"config.json: d_model must be an integer, got '64'"),
+    (dict(decoder_layers=True), ValueError, r"config.json: decoder_layers must be an integer, got True"),
+    # the sinusoid table would be 10**10 x 64 floats (2.6 TB): refused up front, not granted and then OOM-killed
+    (dict(max_position_embeddings=10**10), MemoryError,
+     r"positional table of 10000000000 positions \(max_positions\) x 64 \(d_model\) needs 2560.0 GB"),
+], ids=lambda x: ",".join(x) if isinstance(x, dict) else "")
+def test_marian_config_values(demo_dir, tmp_path, changes, error, message):
+    config = json.load(open(os.path.join(demo_dir, "config.json")))
+    config.update(changes)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    shutil.copy(os.path.join(demo_dir, "model.safetensors"), tmp_path)
+    with pytest.raises(error, match=message):
+        cpuformer.Translator.from_pretrained(str(tmp_path))
+
+
 def test_from_pretrained_missing_weight(demo_dir, tmp_path):
     """A checkpoint without one of its weights names the weight."""
     from cpuformer.io import safetensors as st

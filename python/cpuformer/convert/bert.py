@@ -3,13 +3,12 @@ pytorch_model.bin, as sentence-transformers directories hold them) -> cpuformer'
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from .marian import _read_json, _read_weights
+from .hf_files import config_int, read_json, read_weights
 
 _ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                 "silu": "silu", "swish": "silu"}
@@ -18,7 +17,7 @@ _ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_p
 def convert(directory: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     """Returns (config for cpuformer._core.BertModel, weights with cpuformer's names)."""
     cfg_path = os.path.join(directory, "config.json")
-    hf = _read_json(cfg_path)
+    hf = read_json(cfg_path)
     if hf.get("model_type") not in ("bert", "roberta", "xlm-roberta", None):
         raise ValueError(f"{cfg_path}: model_type {hf.get('model_type')!r} is not a BERT-family encoder")
     if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -26,25 +25,25 @@ def convert(directory: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     act = _ACTIVATIONS.get(hf.get("hidden_act", "gelu"))
     if act is None:
         raise ValueError(f"{cfg_path}: hidden_act {hf.get('hidden_act')!r} is not supported")
-    d = int(hf["hidden_size"])
-    layers = int(hf["num_hidden_layers"])
+    d = config_int(hf, "hidden_size", cfg_path)
+    layers = config_int(hf, "num_hidden_layers", cfg_path)
     config = {
         "d_model": d,
-        "nhead": int(hf["num_attention_heads"]),
+        "nhead": config_int(hf, "num_attention_heads", cfg_path),
         "num_encoder_layers": layers,
         "num_decoder_layers": 0,
-        "dim_feedforward": int(hf["intermediate_size"]),
+        "dim_feedforward": config_int(hf, "intermediate_size", cfg_path),
         "activation": act,
         "layer_norm_eps": float(hf.get("layer_norm_eps", 1e-12)),
         "norm_first": False,
         "bias": True,
         "encoder_final_norm": False,
         "decoder_final_norm": False,
-        "vocab_size": int(hf["vocab_size"]),
-        "max_positions": int(hf.get("max_position_embeddings", 512)),
-        "type_vocab_size": int(hf.get("type_vocab_size", 2)),
+        "vocab_size": config_int(hf, "vocab_size", cfg_path),
+        "max_positions": config_int(hf, "max_position_embeddings", cfg_path, 512),
+        "type_vocab_size": config_int(hf, "type_vocab_size", cfg_path, 2),
     }
-    w = _read_weights(directory)
+    w = read_weights(directory)
     prefix = "bert." if any(k.startswith("bert.") for k in w) else ""
 
     def get(name: str) -> np.ndarray:

@@ -8,40 +8,15 @@ when present. Nothing is downloaded. Marian is the paper's architecture: post-LN
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from ..io import safetensors as _st
+from .hf_files import config_int, read_json, read_weights
 
 _ACTIVATIONS = {"swish": "silu", "silu": "silu", "gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh",
                 "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
-
-
-def _read_json(path: str) -> Dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def _read_weights(directory: str) -> Dict[str, np.ndarray]:
-    st_path = os.path.join(directory, "model.safetensors")
-    bin_path = os.path.join(directory, "pytorch_model.bin")
-    if os.path.isfile(st_path):
-        tensors, _ = _st.load_file(st_path)
-        return tensors
-    if os.path.isfile(bin_path):
-        try:
-            import torch
-        except ImportError:
-            raise ImportError(f"{bin_path}: reading pytorch_model.bin needs torch (pip install torch)") from None
-        state = torch.load(bin_path, map_location="cpu", weights_only=True)
-        return {k: v.detach().float().numpy() for k, v in state.items()}
-    raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin")
 
 
 def is_marian_directory(path: str) -> bool:
@@ -49,7 +24,7 @@ def is_marian_directory(path: str) -> bool:
     if not os.path.isfile(cfg):
         return False
     try:
-        return _read_json(cfg).get("model_type") == "marian"
+        return read_json(cfg).get("model_type") == "marian"
     except (ValueError, OSError):
         return False
 
@@ -62,7 +37,7 @@ def convert(directory: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], Dict
     cfg_path = os.path.join(directory, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"{directory}: no config.json")
-    hf = _read_json(cfg_path)
+    hf = read_json(cfg_path)
     if hf.get("model_type") != "marian":
         raise ValueError(f"{cfg_path}: model_type is {hf.get('model_type')!r}, expected 'marian'")
     if hf.get("encoder_attention_heads") != hf.get("decoder_attention_heads"):
@@ -72,17 +47,17 @@ def convert(directory: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], Dict
     act = _ACTIVATIONS.get(hf.get("activation_function", "gelu"))
     if act is None:
         raise ValueError(f"{cfg_path}: activation_function {hf.get('activation_function')!r} is not supported")
-    d = int(hf["d_model"])
-    vocab = int(hf["vocab_size"])
+    d = config_int(hf, "d_model", cfg_path)
+    vocab = config_int(hf, "vocab_size", cfg_path)
     shared = bool(hf.get("share_encoder_decoder_embeddings", True))
-    tgt_vocab = vocab if shared else int(hf.get("decoder_vocab_size") or vocab)
+    tgt_vocab = vocab if shared or not hf.get("decoder_vocab_size") else config_int(hf, "decoder_vocab_size", cfg_path)
     tied = bool(hf.get("tie_word_embeddings", True))
     config = {
         "d_model": d,
-        "nhead": int(hf["encoder_attention_heads"]),
-        "num_encoder_layers": int(hf["encoder_layers"]),
-        "num_decoder_layers": int(hf["decoder_layers"]),
-        "dim_feedforward": int(hf["encoder_ffn_dim"]),
+        "nhead": config_int(hf, "encoder_attention_heads", cfg_path),
+        "num_encoder_layers": config_int(hf, "encoder_layers", cfg_path),
+        "num_decoder_layers": config_int(hf, "decoder_layers", cfg_path),
+        "dim_feedforward": config_int(hf, "encoder_ffn_dim", cfg_path),
         "activation": act,
         "layer_norm_eps": 1e-5,
         "norm_first": bool(hf.get("normalize_before", False)),
@@ -96,13 +71,13 @@ def convert(directory: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], Dict
         "final_logits_bias": True,
         "embedding_scale": float(np.sqrt(d)) if hf.get("scale_embedding", False) else 1.0,
         "positional": "half",
-        "max_positions": int(hf.get("max_position_embeddings", 512)),
-        "pad_id": int(hf["pad_token_id"]),
-        "eos_id": int(hf["eos_token_id"] if not isinstance(hf["eos_token_id"], list) else hf["eos_token_id"][0]),
-        "decoder_start_id": int(hf.get("decoder_start_token_id", hf["pad_token_id"])),
+        "max_positions": config_int(hf, "max_position_embeddings", cfg_path, 512),
+        "pad_id": config_int(hf, "pad_token_id", cfg_path),
+        "eos_id": config_int(hf, "eos_token_id", cfg_path),
+        "decoder_start_id": config_int(hf, "decoder_start_token_id", cfg_path, hf.get("pad_token_id")),
     }
 
-    w = _read_weights(directory)
+    w = read_weights(directory)
 
     def get(name: str) -> np.ndarray:
         for key in (name, "model." + name if not name.startswith("model.") else name[6:]):
@@ -156,7 +131,7 @@ def convert(directory: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], Dict
     gen = dict(hf)
     gen_path = os.path.join(directory, "generation_config.json")
     if os.path.isfile(gen_path):
-        gen.update(_read_json(gen_path))
+        gen.update(read_json(gen_path))
     defaults: Dict[str, Any] = {}
     bad = gen.get("bad_words_ids") or []
     defaults["suppress_ids"] = sorted({int(ids[0]) for ids in bad if isinstance(ids, list) and len(ids) == 1})
