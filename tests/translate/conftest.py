@@ -125,13 +125,10 @@ def demo_tr(demo_dir):
 
 # --- a tiny random model -------------------------------------------------------------------------------------
 
-TINY = dict(vocab=50, d_model=32, enc_layers=1, dec_layers=2, heads=2, ffn=48, activation="gelu",
-            scale_embedding=False, max_positions=64)
-
 
 @pytest.fixture(scope="session")
 def tiny_dir(hf, tmp_path_factory):
-    model = mh.random_marian(1, **TINY)
+    model = mh.random_marian(1, **mh.TINY)
     path = str(tmp_path_factory.mktemp("tiny_marian"))
     model.save_pretrained(path)
     return path

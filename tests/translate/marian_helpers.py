@@ -41,6 +41,11 @@ def _torch():
 
 # --- random Marian models ---------------------------------------------------------------------------------
 
+# The shared tiny random model's size (tests import it from here: `from conftest import ...` breaks when
+# another test directory's conftest was imported first).
+TINY = dict(vocab=50, d_model=32, enc_layers=1, dec_layers=2, heads=2, ffn=48, activation="gelu",
+            scale_embedding=False, max_positions=64)
+
 
 def marian_config(*, vocab: int, d_model: int, enc_layers: int, dec_layers: int, heads: int, ffn: int,
                   activation: str = "swish", scale_embedding: bool = True, max_positions: int = 128):

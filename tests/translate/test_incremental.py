@@ -94,10 +94,8 @@ def test_beam_scores_equal_full_forward(model_and_sources, length_penalty):
 @pytest.fixture(scope="module")
 def long_dir(hf, tmp_path_factory):
     """A random Marian with room for 256 positions (the shared tiny one has 64)."""
-    from conftest import TINY
-
     path = str(tmp_path_factory.mktemp("long_marian"))
-    mh.random_marian(5, **dict(TINY, max_positions=256)).save_pretrained(path)
+    mh.random_marian(5, **dict(mh.TINY, max_positions=256)).save_pretrained(path)
     return path
 
 
