@@ -228,6 +228,18 @@ def test_from_pretrained_errors(demo_dir, tmp_path):
         cpuformer.Translator.from_pretrained(str(truncated))
 
 
+def test_normalize_before_is_ignored_as_transformers_does(demo_dir, tmp_path, tr):
+    # MarianMTModel never reads normalize_before (always post-LN); read as pre-LN, the model would
+    # silently compute something else than the checkpoint's reference.
+    config = json.load(open(os.path.join(demo_dir, "config.json")))
+    config["normalize_before"] = True
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    shutil.copy(os.path.join(demo_dir, "model.safetensors"), tmp_path)
+    other = cpuformer.Translator.from_pretrained(str(tmp_path))
+    assert other.config["norm_first"] is False
+    assert other.generate(SRC, max_length=8) == tr.generate(SRC, max_length=8)
+
+
 @pytest.mark.parametrize("changes, error, message", [
     (dict(pad_token_id=None), ValueError, r"config.json: pad_token_id must be an integer, got None"),
     (dict(d_model="64"), ValueError, r"config.json: d_model must be an integer, got '64'"),

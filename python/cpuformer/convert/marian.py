@@ -60,7 +60,7 @@ def convert(directory: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], Dict
         "dim_feedforward": config_int(hf, "encoder_ffn_dim", cfg_path),
         "activation": act,
         "layer_norm_eps": 1e-5,
-        "norm_first": bool(hf.get("normalize_before", False)),
+        "norm_first": False,  # MarianMTModel is post-LN whatever the config says (it never reads normalize_before)
         "bias": True,
         "encoder_final_norm": False,
         "decoder_final_norm": False,
