@@ -69,6 +69,16 @@ def _check_out(out, shape: tuple, inputs: tuple = ()) -> Optional[np.ndarray]:
     return out
 
 
+def _unaliased(arr: Optional[np.ndarray], out: Optional[np.ndarray], in_place_ok: bool = True):
+    """``arr``, or a copy of it when it overlaps ``out`` otherwise than as the very same view (the row and
+    elementwise kernels may run in place, but a shifted overlap would read values they already wrote)."""
+    if arr is None or out is None or not np.shares_memory(arr, out):
+        return arr
+    same = (arr.__array_interface__["data"][0] == out.__array_interface__["data"][0] and arr.shape == out.shape
+            and arr.strides == out.strides)
+    return arr if same and in_place_ok else arr.copy()
+
+
 def _rows(x: np.ndarray, name: str) -> np.ndarray:
     """[..., N] as a 2-D [rows, N] view (a view of a C-contiguous array costs nothing); a 0-d array is
     one row of one element."""
@@ -200,6 +210,7 @@ def softmax(x, axis: int = -1, *, out=None) -> np.ndarray:
             return out
         return np.ascontiguousarray(res)
     out = _check_out(out, x.shape)
+    x = _unaliased(x, out)
     res = _core.softmax(_rows(x, "x"), None if out is None else _rows(out, "out"))
     return out if out is not None else res.reshape(x.shape)
 
@@ -234,6 +245,8 @@ def layer_norm(x, weight, bias, eps: float = 1e-5, residual=None, *, out=None) -
     if not eps >= 0.0:
         raise ValueError(f"eps: expected a non-negative number, got {eps}")
     out = _check_out(out, x.shape)
+    x, r = _unaliased(x, out), _unaliased(r, out)
+    w, b = _unaliased(w, out, in_place_ok=False), _unaliased(b, out, in_place_ok=False)  # every row reads them
     res = _core.layer_norm(
         _rows(x, "x"), w, b, eps, None if r is None else _rows(r, "residual"), None if out is None else _rows(out, "out")
     )
@@ -243,6 +256,7 @@ def layer_norm(x, weight, bias, eps: float = 1e-5, residual=None, *, out=None) -
 def _activation_op(x, act, out):
     x = _rowwise(x, "x")
     out = _check_out(out, x.shape)
+    x = _unaliased(x, out)
     res = _core.bias_activation(_rows(x, "x"), None, act, None if out is None else _rows(out, "out"))
     return out if out is not None else res.reshape(x.shape)
 

@@ -507,3 +507,43 @@ def test_activations_vs_torch(isa, torch, name):
         # 1 + erf does (the c |x| term of the erf form), where cpuformer's x sigmoid(2u) does not.
         bound = bound + 3.0 * EPS32 * np.abs(x.astype(np.float64))
     assert_within(ACTS[name][0](x), theirs, bound, f"{isa} {name}")
+
+
+# --- out= overlapping the inputs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["softmax", "layer_norm", "gelu", "relu", "silu"])
+def test_out_overlapping_inputs_gives_the_same_result(isa, name, rng):
+    """out may be the input itself (in place) or overlap it shifted by some elements or rows, as NumPy allows:
+    a shifted overlap used to read values the kernel had already written (GELU off by up to 2.9)."""
+    w = rng.uniform(0.5, 1.5, 32).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    op = {"softmax": ops.softmax, "layer_norm": lambda x, out=None: ops.layer_norm(x, w, b, out=out),
+          "gelu": ops.gelu, "relu": ops.relu, "silu": ops.silu}[name]
+    x = rng.standard_normal((64, 32)).astype(np.float32)
+    want = op(x)
+    buf = np.zeros((66, 32), np.float32)
+    for shift in (0, 1, 2):  # rows of out past those of x (0: in place)
+        buf[:64] = x
+        got = op(buf[:64], out=buf[shift : shift + 64])
+        assert np.array_equal(got, want), f"{isa} {name}: out shifted by {shift} rows"
+    flat = np.zeros(64 * 32 + 5, np.float32)
+    flat[: 64 * 32] = x.ravel()
+    got = op(flat[: 64 * 32].reshape(64, 32), out=flat[5:].reshape(64, 32))  # shifted by 5 elements
+    assert np.array_equal(got, want), f"{isa} {name}: out shifted by 5 elements"
+    buf[2:66] = x
+    got = op(buf[2:66], out=buf[:64])  # out two rows before the input
+    assert np.array_equal(got, want), f"{isa} {name}: out two rows before the input"
+
+
+def test_layer_norm_out_overlapping_weight_bias_and_residual(rng):
+    x = rng.standard_normal((64, 32)).astype(np.float32)
+    r = rng.standard_normal((64, 32)).astype(np.float32)
+    w = rng.uniform(0.5, 1.5, 32).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    want = ops.layer_norm(x, w, b, residual=r)
+    out = np.zeros((64, 32), np.float32)
+    out[7], out[9] = w, b  # weight and bias read by every row, living in a row that is written
+    assert np.array_equal(ops.layer_norm(x, out[7], out[9], residual=r, out=out), want)
+    rr = r.copy()
+    assert np.array_equal(ops.layer_norm(x, w, b, residual=rr, out=rr), want)  # residual in place
