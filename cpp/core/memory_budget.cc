@@ -22,7 +22,6 @@ void check_fits_in_memory(double bytes, const std::string& what, const char* pur
   char numbers[96];
   std::snprintf(numbers, sizeof numbers, " needs %.1f GB ", bytes / 1e9);
   std::string message = what + numbers + purpose;  // "<what> needs 49.3 GB for its key/value caches"
-
   std::snprintf(numbers, sizeof numbers, ", more than this machine's %.1f GB of memory", static_cast<double>(total) / 1e9);
   throw OutOfMemory(message + numbers);
 }

@@ -141,16 +141,20 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
                   " exceeds the model's max_positions = ", config_.max_positions);
   const Index d = config_.transformer.d_model;
   const Index layers = config_.transformer.num_decoder_layers;
-  {  // before any work: the key/value caches and logits of the widest the search gets
-    const double rows = static_cast<double>(batch) * static_cast<double>(std::max(hyps_per_sentence, max_hyps_per_sentence));
-    const double cache = static_cast<double>(packed_keys_size(std::max<Index>(1, max_steps), d, active_kernels().gemm.nr));
-    const double bytes = sizeof(float) * rows * (2.0 * layers * cache + config_.tgt_vocab_size);
-    check_fits_in_memory(bytes, detail::concat("decoding ", batch, " sentence(s) x ",
-                                               std::max(hyps_per_sentence, max_hyps_per_sentence),
-                                               " hypotheses (beam_size, num_hypotheses) over ", max_steps,
-                                               " steps (max_length)"),
-                         "for its key/value caches");
-  }
+  // Caches sized for the widest the search gets: growing them at its first reorder gathered every cache
+  // into a new buffer, and kept the old one too (for batch-32 beam-4 decoding, ~50 MB more at the peak).
+  // Checked against memory before any work (with the logits of those rows).
+  st.kernels = &active_kernels();
+  const int nr = st.kernels->gemm.nr;
+  const Index widest = std::max(hyps_per_sentence, max_hyps_per_sentence);
+  const Index steps = std::max<Index>(1, max_steps);
+  const Index cache_stride = packed_keys_size(steps, d, nr);
+  check_fits_in_memory(sizeof(float) * static_cast<double>(batch) * static_cast<double>(widest) *
+                           (2.0 * layers * static_cast<double>(cache_stride) + config_.tgt_vocab_size),
+                       detail::concat("decoding ", batch, " sentence(s) x ", widest,
+                                      " hypotheses (beam_size, num_hypotheses) over ", max_steps,
+                                      " steps (max_length)"),
+                       "for its key/value caches");
   st.src = SequenceBatch::make(batch, src_len, src_lengths);
   std::vector<std::int64_t> ids(st.src.total);
   std::vector<Index> pos(st.src.total);
@@ -166,8 +170,6 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
   stacks_->project_memory(mem, st.src, kv);
 
   // The source keys in panel layout, once for all steps.
-  st.kernels = &active_kernels();
-  const int nr = st.kernels->gemm.nr;
   const Index heads = config_.transformer.nhead;
   st.memory_k_offsets.resize(batch);
   st.memory_k_layer = 0;
@@ -184,12 +186,10 @@ void Seq2SeqModel::start(DecodeState& st, const std::int64_t* src_ids, Index bat
     }
   }, stacks_->num_threads());
 
-  st.max_steps = std::max<Index>(1, max_steps);
-  st.cache_stride = packed_keys_size(st.max_steps, d, nr);
+  st.max_steps = steps;
+  st.cache_stride = cache_stride;
   st.rows = batch * hyps_per_sentence;
-  // Sized for the widest the search gets: growing them at its first reorder gathered every cache into a
-  // new buffer, and kept the old one too (for batch-32 beam-4 decoding, ~50 MB more at the peak).
-  st.capacity_rows = batch * std::max(hyps_per_sentence, max_hyps_per_sentence);
+  st.capacity_rows = batch * widest;
   st.step = 0;
   st.hyp_sentence.resize(st.rows);
   for (Index r = 0; r < st.rows; ++r) st.hyp_sentence[r] = r / hyps_per_sentence;

@@ -50,6 +50,17 @@ def as_float32(x, name: str) -> np.ndarray:
     return np.asarray(arr, dtype=np.float32, order="C")
 
 
+def finite_number(value, name: str, expected: str = "a number") -> float:
+    """``value`` as a finite float; TypeError / ValueError naming ``name``."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}") from None
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    return value
+
+
 def _check_out(out, shape: tuple, inputs: tuple = ()) -> Optional[np.ndarray]:
     if out is None:
         return None
@@ -319,12 +330,7 @@ def scaled_dot_product_attention(q, k, v, *, attn_mask=None, is_causal: bool = F
             raise ValueError("q: the feature dimension E is 0, so the default scale 1/sqrt(E) is undefined")
         scale = 1.0 / float(np.sqrt(E))
     else:
-        try:
-            scale = float(scale)
-        except (TypeError, ValueError):
-            raise TypeError(f"scale: expected a number or None, got {type(scale).__name__}") from None
-        if not np.isfinite(scale):
-            raise ValueError(f"scale: expected a finite number, got {scale}")
+        scale = finite_number(scale, "scale", "a number or None")
     is_causal = bool(is_causal)
     full = lead + (L, S)
     mask = None

@@ -4,7 +4,7 @@ a uint64 id past int64 is never wrapped to a negative one."""
 
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+from typing import Iterable, List, Tuple
 
 import numpy as np
 
@@ -35,18 +35,26 @@ def padded_batch(ids, lengths, name: str, lengths_name: str = "lengths") -> Tupl
     for i, seq in enumerate(ids):
         if isinstance(seq, (str, bytes)) or not isinstance(seq, Iterable):
             raise TypeError(f"{name}: expected a list of lists of token ids, got {type(seq).__name__} at index {i}")
-        seq = list(seq)
-        for j, tok in enumerate(seq):
-            if isinstance(tok, (bool, np.bool_)) or not isinstance(tok, (int, np.integer)):
-                raise TypeError(f"{name}[{i}][{j}]: expected an int token id, got {tok!r}")
-            if not -_INT64_MAX <= tok <= _INT64_MAX:
-                raise IndexError(f"{name}: token id {int(tok)} (sentence {i}, position {j}) is out of range")
-        sequences.append(seq)
+        sequences.append(id_list(seq, f"{name}[{i}]"))
     lens = np.array([len(s) for s in sequences], dtype=np.int64)
     arr = np.zeros((len(sequences), max([1] + lens.tolist())), dtype=np.int64)
     for i, seq in enumerate(sequences):
         arr[i, : len(seq)] = seq
     return arr, lens
+
+
+def id_list(values, name: str) -> List[int]:
+    """A list of int token ids (one sentence, or ids to suppress); TypeError / IndexError naming ``name``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name}: expected a list of int token ids, got {type(values).__name__}")
+    ids = []
+    for j, tok in enumerate(values):
+        if isinstance(tok, (bool, np.bool_)) or not isinstance(tok, (int, np.integer)):
+            raise TypeError(f"{name}[{j}]: expected an int token id, got {tok!r}")
+        if not -_INT64_MAX <= tok <= _INT64_MAX:
+            raise IndexError(f"{name}[{j}]: token id {int(tok)} is out of range")
+        ids.append(int(tok))
+    return ids
 
 
 def _lengths(lengths, batch: int, name: str) -> np.ndarray:

@@ -11,19 +11,18 @@ transformers' generate(), and likewise for min_length.
 from __future__ import annotations
 
 import json
-import math
 import operator
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _core
 from .convert import marian as _marian
 from .io import safetensors as _st
-from .ops import as_float32
+from .ops import as_float32, finite_number
 from .runtime import thread_count
-from .token_ids import padded_batch
+from .token_ids import id_list, padded_batch
 
 __all__ = ["Translator"]
 
@@ -38,28 +37,6 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
     if value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return value
-
-
-def _token_ids(values, name: str) -> List[int]:
-    """A list of int token ids; TypeError naming ``name`` for anything else (1.5 must not become 1)."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise TypeError(f"{name}: expected a list of int token ids, got {type(values).__name__}")
-    ids = []
-    for i, v in enumerate(values):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name}[{i}]: expected an int token id, got {v!r}")
-        ids.append(int(v))
-    return ids
-
-
-def _finite(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
     return value
 
 
@@ -241,7 +218,7 @@ class Translator:
             raise ValueError("sampling_topk/sampling_topp/temperature: sampling needs beam_size = 1")
         options: Dict[str, Any] = {
             "beam_size": beam, "max_length": max_len, "min_length": min_len,
-            "length_penalty": _finite(length_penalty, "length_penalty"), "early_stopping": bool(early_stopping),
+            "length_penalty": finite_number(length_penalty, "length_penalty"), "early_stopping": bool(early_stopping),
             "num_hypotheses": n_hyp, "sampling": sampling,
             "sampling_topk": _positive_int(sampling_topk, "sampling_topk", 0) if sampling_topk is not None else 0,
             "sampling_topp": float(sampling_topp) if sampling_topp is not None else 1.0,
@@ -249,7 +226,7 @@ class Translator:
             # No seed: a fresh one per call (sampling twice must not return the same draw every time).
             "seed": _seed(seed) if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1,
             "force_eos_at_max_length": bool(d.get("force_eos_at_max_length", False)),
-            "suppress_ids": _token_ids(d.get("suppress_ids", []) if suppress_ids is None else suppress_ids,
+            "suppress_ids": id_list(d.get("suppress_ids", []) if suppress_ids is None else suppress_ids,
                                        "suppress_ids"),
             "eos_id": int(self.config["eos_id"]),
             "decoder_start_id": int(self.config["decoder_start_id"]),
