@@ -54,12 +54,15 @@ using GemmPackingMicroKernel = void (*)(Index k, const float* a, Index lda, cons
                                         const PrefetchRows& next, float* c, Index ldc, int n, bool accumulate,
                                         const TileEpilogue* epilogue, float* b_out);
 
+// mb is a row count for chunks of A up to kRowBlockDepth deep; a deeper chunk packs proportionally fewer
+// rows (rounded up to mr), so it keeps its size in bytes (see ops/gemm.cc).
+constexpr int kRowBlockDepth = 512;
 struct GemmBlocking {
   int mr;  // rows of the register tile
   int nr;  // columns of the register tile (a multiple of the vector width)
   int kc;  // depth of a packed block
-  int mc;  // rows of packed A per block (mc × kc stays in L2 while the panels of a B block pass)
-  int nc;  // panels of B per block (kc × nc · nr stays in L2 while all row blocks pass)
+  int mc;  // rows of packed A per block (mc × depth stays in L2 while the panels of a B block pass)
+  int nc;  // panels of B per block (depth × nc · nr stays in L2 while all row blocks pass)
   int mb;  // rows of A packed at once (a multiple of mc): reuses each B block mb / mr times
 };
 
