@@ -216,14 +216,22 @@ class SentenceEncoder:
         norm = self.normalize if normalize is None else _flag(normalize, "normalize")
         return self._core.embed(arr, None, np.ascontiguousarray(lens), self.pooling, norm)
 
+    def _encode_tokenized(self, sequences: List[List[int]], normalize: bool) -> np.ndarray:
+        """encode_ids for the tokenizer's own output (non-empty lists of valid ids): padded without the
+        per-id checks, which cost as much as the tokenizer itself (1.5% of encode's time)."""
+        lens = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        arr = np.zeros((len(sequences), int(lens.max())), dtype=np.int64)
+        for row, seq in zip(arr, sequences):
+            row[: len(seq)] = seq
+        return self._core.embed(arr, None, lens, self.pooling, normalize)
+
     def encode(self, sentences: Sequence[str], *, batch_size: int = 32, normalize: Optional[bool] = None,
                progress: bool = False) -> np.ndarray:
         """Embeddings [N, D] of sentences, in input order. Sentences are sorted by length and batched so
         padding stays small; ``normalize`` defaults to the model's (True for all-MiniLM-L6-v2)."""
         sentences = _check_sentences(sentences)
         _check_size("batch_size", batch_size)
-        if normalize is not None:
-            _flag(normalize, "normalize")
+        norm = self.normalize if normalize is None else _flag(normalize, "normalize")
         ids = self.tokenize(sentences)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -237,7 +245,7 @@ class SentenceEncoder:
         try:
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
-                out[chunk] = self.encode_ids([ids[i] for i in chunk], normalize=normalize)
+                out[chunk] = self._encode_tokenized([ids[i] for i in chunk], norm)
                 if bar is not None:
                     bar.update(len(chunk))
         finally:
