@@ -102,6 +102,8 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
     const float* v = a.v + b * a.v_batch_stride + h * a.v_head_stride;
     const float* mask = a.mask ? a.mask + b * a.mask_batch_stride + h * a.mask_head_stride + i0 * a.mask_row_stride
                                : nullptr;
+    float* out = a.out + b * a.out_batch_stride + h * a.out_head_stride + i0 * a.out_row_stride;
+    bool finished = false;  // the output rows are written (all but the fully masked ones)
     std::fill(w.m, w.m + rows, -std::numeric_limits<float>::infinity());
     std::fill(w.l, w.l + rows, 0.0f);
     for (Index t0 = 0; t0 < limit; t0 += kTile) {
@@ -136,22 +138,36 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
             kt.attention_softmax_tile(w.s + i * kTile, n, n_valid, a.scale, mask_row, w.m + i, w.l + i);
         if (t0 > 0 && alpha != 1.0f) kt.scale_row(w.o + i * dv, alpha, w.o + i * dv, dv);
       }
-      // O (+)= P · V_tile, V read in place; the first tile initialises O.
+      // O (+)= P · V_tile, V read in place; the first tile initialises O. The only tile writes the output
+      // itself, scaled by 1 / l in the micro-kernel's epilogue (the bits of the pass below, without it).
+      const bool only_tile = t0 == 0 && limit <= kTile;
+      if (only_tile)
+        for (Index i = 0; i < rows; ++i) w.m[i] = w.l[i] != 0.0f ? 1.0f / w.l[i] : 0.0f;
       const float* v_tile = v + t0 * a.v_row_stride;
       for (Index c0 = 0; c0 < dv; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, dv - c0));
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
-          kt.gemm_rowmajor_a[tile_rows - 1](n, w.s + i * kTile, kTile, v_tile + c0, a.v_row_stride, PrefetchRows{},
-                                            w.o + i * dv + c0, dv, cols, t0 > 0, nullptr);
+          const float* p = w.s + i * kTile;
+          const float* vc = v_tile + c0;
+          if (only_tile) {
+            const TileEpilogue epi{nullptr, false, w.m + i};
+            kt.gemm_rowmajor_a[tile_rows - 1](n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, out + i * a.out_row_stride + c0,
+                                              a.out_row_stride, cols, false, &epi);
+          } else {
+            kt.gemm_rowmajor_a[tile_rows - 1](n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, w.o + i * dv + c0, dv, cols,
+                                              t0 > 0, nullptr);
+          }
         });
       }
+      finished = only_tile;
     }
     for (Index i = 0; i < rows; ++i) {
-      float* out = a.out + b * a.out_batch_stride + h * a.out_head_stride + (i0 + i) * a.out_row_stride;
+      float* out_row = out + i * a.out_row_stride;
+      if (finished && w.l[i] != 0.0f) continue;
       if (limit > 0 && w.l[i] != 0.0f)
-        kt.scale_row(w.o + i * dv, 1.0f / w.l[i], out, dv);
-      else  // every key masked: zeros, not 0/0
-        std::fill(out, out + dv, 0.0f);
+        kt.scale_row(w.o + i * dv, 1.0f / w.l[i], out_row, dv);
+      else  // every key masked: zeros, not 0/0 (nor 0 · inf from the epilogue)
+        std::fill(out_row, out_row + dv, 0.0f);
     }
   }
 }

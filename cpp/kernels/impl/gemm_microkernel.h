@@ -73,6 +73,14 @@ struct GemmMicroKernels {
       b += ldb;
     }
     if (epilogue) {
+      if (epilogue->row_scale) {
+#pragma GCC unroll 16
+        for (int i = 0; i < M; ++i) {
+          const R f = V::set1(epilogue->row_scale[i]);
+#pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) acc[i][v] = V::mul(acc[i][v], f);
+        }
+      }
       if (epilogue->bias) {
         R bias[NV];
 #pragma GCC unroll 16
