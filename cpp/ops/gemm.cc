@@ -135,8 +135,13 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
       const float* next = next_j < j1 ? pb.b.panel(k0, next_j, g.nr) : nullptr;
       TileEpilogue epi_storage;
       const TileEpilogue* epi = last ? tile_epilogue(pb, col0, epi_storage) : nullptr;
-      for (Index i0 = 0; i0 < rows; i0 += g.mr) {
-        const int tile_rows = static_cast<int>(std::min<Index>(g.mr, rows - i0));
+      for (Index i0 = 0, tile_rows = 0; i0 < rows; i0 += tile_rows) {
+        tile_rows = std::min<Index>(g.mr, rows - i0);
+        // A last tile of a few rows streams the panel from L2 at a byte or more per FMA and waits on it:
+        // the last two tiles share their rows instead (16 rows as 8 + 8 ran 9% faster than 14 + 2).
+        // Full tiles stay full otherwise: 32 rows as 11 + 11 + 10 ran 5% slower than 14 + 14 + 4.
+        const Index rest = rows - i0 - g.mr;
+        if (rest > 0 && 4 * rest <= g.mr) tile_rows = (g.mr + rest + 1) / 2;
         float* c = pb.out.c + (row0 + i0) * pb.out.ldc + col0;
         const float* a = pb.a + (row0 + i0) * pb.lda + k0;
         const PrefetchRows share = prefetch_share(next, ldb, kc_b, i0, tile_rows, rows);
