@@ -141,7 +141,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
       // O (+)= P · V_tile, V read in place; the first tile initialises O. The only tile writes the output
       // itself, scaled by 1 / l in the micro-kernel's epilogue (the bits of the pass below, without it).
       const bool only_tile = t0 == 0 && limit <= kTile;
-      if (only_tile)
+      if (only_tile)  // w.m, the running max, is done with: it holds the factors 1 / l
         for (Index i = 0; i < rows; ++i) w.m[i] = w.l[i] != 0.0f ? 1.0f / w.l[i] : 0.0f;
       const float* v_tile = v + t0 * a.v_row_stride;
       for (Index c0 = 0; c0 < dv; c0 += nr) {
@@ -149,13 +149,13 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
           const float* p = w.s + i * kTile;
           const float* vc = v_tile + c0;
+          const auto kernel = kt.gemm_rowmajor_a[tile_rows - 1];
           if (only_tile) {
             const TileEpilogue epi{nullptr, false, w.m + i};
-            kt.gemm_rowmajor_a[tile_rows - 1](n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, out + i * a.out_row_stride + c0,
-                                              a.out_row_stride, cols, false, &epi);
+            kernel(n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, out + i * a.out_row_stride + c0, a.out_row_stride,
+                   cols, false, &epi);
           } else {
-            kt.gemm_rowmajor_a[tile_rows - 1](n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, w.o + i * dv + c0, dv, cols,
-                                              t0 > 0, nullptr);
+            kernel(n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, w.o + i * dv + c0, dv, cols, t0 > 0, nullptr);
           }
         });
       }
