@@ -14,6 +14,7 @@ import pytest
 
 from cpuformer import Transformer, TransformerConfig, TransformerDecoder, TransformerEncoder
 from reference import transformer_ref as ref
+from thread_setting import check_num_threads_setter
 
 CLASSES = [Transformer, TransformerEncoder, TransformerDecoder]
 SMALL = dict(d_model=24, nhead=3, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=40)
@@ -159,18 +160,7 @@ def models():
 
 @pytest.mark.parametrize("cls", CLASSES)
 def test_bad_num_threads(models, cls):
-    model = models[cls]
-    previous = model.num_threads
-    for bad in (-1, 1025, 2**31):
-        with pytest.raises(ValueError, match=r"^num_threads: expected an integer >= 0 and <= 1024"):
-            model.num_threads = bad
-    for bad in (2.7, "2", None, True):
-        with pytest.raises(TypeError, match="^num_threads: expected an integer"):
-            model.num_threads = bad
-    assert model.num_threads == previous
-    model.num_threads = 0  # the process default
-    assert model.num_threads == 0
-    model.num_threads = previous
+    check_num_threads_setter(models[cls])
 
 
 def _x(rng, *shape):

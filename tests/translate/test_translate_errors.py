@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import cpuformer
+from thread_setting import check_num_threads_setter
 
 SRC = [[5, 6, 0], [7, 0]]
 
@@ -154,14 +155,7 @@ def test_log_probs_larger_than_memory_is_refused(tr):
 
 
 def test_num_threads_setting(tr):
-    previous = tr.num_threads
-    for bad in (-1, cpuformer.runtime.MAX_THREADS + 1, 2**31):
-        with pytest.raises(ValueError, match=r"^num_threads: .*<= 1024"):
-            tr.num_threads = bad
-    for bad in (1.5, "2", None, True):
-        with pytest.raises(TypeError, match="^num_threads: expected an integer"):
-            tr.num_threads = bad
-    assert tr.num_threads == previous
+    check_num_threads_setter(tr)
 
 
 # --- files --------------------------------------------------------------------------------------------------
