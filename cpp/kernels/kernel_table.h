@@ -39,10 +39,14 @@ struct TileEpilogue {
 // Rows [0, rows) of a B tile (row p at b + p · ld), to be prefetched by a micro-kernel while it computes,
 // at most one row per k step and evenly spread. A panel shared by several row tiles is split among them
 // (see gemm.cc), so it arrives at the pace of the whole block's compute, not the first tile's.
+// Also a contiguous run of cache lines (any data: the next block of A that the GEMM will pack), one line
+// on each of run_lines of the k steps, evenly spread.
 struct PrefetchRows {
   const float* b = nullptr;
   Index ld = 0;
   Index rows = 0;
+  const float* run = nullptr;
+  Index run_lines = 0;
 };
 
 using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb,

@@ -47,6 +47,8 @@ struct GemmMicroKernels {
     }
     const float* pf = next.b;
     Index pf_acc = 0;
+    const float* run = next.run;
+    Index run_acc = 0;
     for (Index p = 0; p < k; ++p) {
       R bv[NV];
 #pragma GCC unroll 16
@@ -69,6 +71,14 @@ struct GemmMicroKernels {
 #pragma GCC unroll 4
         for (int l = 0; l < kLines; ++l) __builtin_prefetch(pf + l * 16, 0, 2);
         pf += next.ld;
+      }
+      if constexpr (kPackedA) {  // (row-major A tiles are small-M products: no pack to prepare for)
+        run_acc += next.run_lines;
+        if (run_acc >= k) {
+          run_acc -= k;
+          __builtin_prefetch(run, 0, 2);
+          run += 16;
+        }
       }
       b += ldb;
     }
