@@ -8,6 +8,7 @@
 #include "core/parallel.h"
 #include "kernels/kernel_table.h"
 #include "kernels/registry.h"
+#include "ops/row_tiles.h"
 
 namespace cpuformer {
 namespace {
@@ -21,16 +22,6 @@ constexpr Index kTile = kAttentionKeyTile;
 constexpr Index kQueryBlock = 64;
 
 Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
-
-// Calls f(first_row, tile_rows) for ceil(rows / mr) tiles of near-equal height covering [0, rows).
-template <class F>
-void for_row_tiles(Index rows, int mr, F&& f) {
-  const Index tiles = (rows + mr - 1) / mr;
-  for (Index t = 0; t < tiles; ++t) {
-    const Index r0 = rows * t / tiles, r1 = rows * (t + 1) / tiles;
-    f(r0, static_cast<int>(r1 - r0));
-  }
-}
 
 struct Plan {
   const AttentionArgs* a;

@@ -37,8 +37,8 @@ def _edges(tile: int) -> list:
 
 
 def _m_values(g: dict) -> list:
-    # Register-tile edges (in-place A for small M), the largest remainder whose rows the last two tiles
-    # share (ops/gemm.cc run_rowmajor_a), then the packed-A path: 65 is the first M that packs A
+    # Register-tile edges (in-place A for small M, cut into row tiles of near-equal heights: with mr 14,
+    # 15 rows run as 7 + 8 and 31 as 10 + 10 + 11), then the packed-A path: 65 is the first M that packs A
     # (kSmallM = 64), mc +- 1 straddles the M block.
     shared = 2 * g["mr"] + g["mr"] // 4
     return sorted(set(_edges(g["mr"])) | {shared, 64, 65, g["mc"] - 1, g["mc"] + 1})

@@ -3,6 +3,7 @@
 // of B as NR / W vectors and broadcasts one element of A per row). See kernel_table.h for the contract.
 #pragma once
 
+#include <type_traits>
 #include <utility>
 
 #include "core/dims.h"
@@ -10,6 +11,52 @@
 #include "kernels/kernel_table.h"
 
 namespace cpuformer::impl {
+
+// Calls f(std::integral_constant<int, i>{}) for i = 0 .. N - 1, in order (a loop whose index is a
+// compile-time constant in the body).
+template <class F, int... I>
+inline void for_each_index(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+
+// Up to 14 rows of a row-major A tile, column p, reached from two pointers (rows 0 and 7, advanced a
+// column per k step) and three index registers (1, 3 and 5 rows in bytes): every row is one
+// base + index · scale addressing mode. Left to itself the compiler kept a pointer per row, which with
+// the loop's other values outnumbered the registers: 11- to 14-row tiles reloaded pointers from the
+// stack on every k step.
+template <class V>
+class RowMajorA {
+ public:
+  RowMajorA(const float* a, Index lda)
+      : r0_(a), r7_(a + 7 * lda), l1_(lda * 4), l3_(3 * lda * 4), l5_(5 * lda * 4) {}
+  void next_column() {
+    ++r0_;
+    ++r7_;
+  }
+  template <int I>
+  typename V::Reg row() const {
+    static_assert(I >= 0 && I < 14, "rows past 13: extend the mapping below (no table's tile is taller)");
+    if constexpr (I == 0) return V::set1(*r0_);
+    if constexpr (I == 7) return V::set1(*r7_);
+    if constexpr (I == 1) return V::template broadcast_indexed<1>(r0_, l1_);
+    if constexpr (I == 2) return V::template broadcast_indexed<2>(r0_, l1_);
+    if constexpr (I == 3) return V::template broadcast_indexed<1>(r0_, l3_);
+    if constexpr (I == 4) return V::template broadcast_indexed<4>(r0_, l1_);
+    if constexpr (I == 5) return V::template broadcast_indexed<1>(r0_, l5_);
+    if constexpr (I == 6) return V::template broadcast_indexed<2>(r0_, l3_);
+    if constexpr (I == 8) return V::template broadcast_indexed<8>(r0_, l1_);
+    if constexpr (I == 9) return V::template broadcast_indexed<2>(r7_, l1_);
+    if constexpr (I == 10) return V::template broadcast_indexed<2>(r0_, l5_);
+    if constexpr (I == 11) return V::template broadcast_indexed<4>(r7_, l1_);
+    if constexpr (I == 12) return V::template broadcast_indexed<4>(r0_, l3_);
+    if constexpr (I == 13) return V::template broadcast_indexed<2>(r7_, l3_);
+  }
+
+ private:
+  const float* r0_;
+  const float* r7_;
+  Index l1_, l3_, l5_;
+};
 
 template <class V, int MR, int NR>
 struct GemmMicroKernels {
@@ -45,6 +92,8 @@ struct GemmMicroKernels {
 #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
     }
+    RowMajorA<V> rows(a, kPackedA ? 0 : lda);
+    (void)rows;
     const float* pf = next.b;
     Index pf_acc = 0;
     const float* run = next.run;
@@ -57,11 +106,22 @@ struct GemmMicroKernels {
 #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) V::storeu(b_out + p * NR + v * W, bv[v]);
       }
+      if constexpr (kPackedA) {
 #pragma GCC unroll 16
-      for (int i = 0; i < M; ++i) {
-        const R ai = V::set1(kPackedA ? a[p * MR + i] : a[i * lda + p]);
+        for (int i = 0; i < M; ++i) {
+          const R ai = V::set1(a[p * MR + i]);
 #pragma GCC unroll 16
-        for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
+          for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
+        }
+      } else {
+        for_each_index(
+            [&](auto row) {
+              const R ai = rows.template row<decltype(row)::value>();
+#pragma GCC unroll 16
+              for (int v = 0; v < NV; ++v) acc[row][v] = V::fmadd(ai, bv[v], acc[row][v]);
+            },
+            std::make_integer_sequence<int, M>{});
+        rows.next_column();
       }
       // Bresenham over the k steps: next.rows of them prefetch one row of the next tile each.
       static constexpr int kLines = NR * 4 >= 64 ? NR * 4 / 64 : 1;

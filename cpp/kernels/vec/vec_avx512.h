@@ -17,6 +17,14 @@ struct Vec {
 
   static Reg zero() { return _mm512_setzero_ps(); }
   static Reg set1(float x) { return _mm512_set1_ps(x); }
+  // The float at base + index · S bytes, broadcast, with exactly that addressing mode (see RowMajorA in
+  // impl/gemm_microkernel.h: the compiler, left to itself, gives every row its own pointer).
+  template <int S>
+  static Reg broadcast_indexed(const float* base, std::int64_t index) {
+    Reg r;
+    asm("vbroadcastss (%1,%2,%c3), %0" : "=v"(r) : "r"(base), "r"(index), "i"(S));
+    return r;
+  }
   static Reg loadu(const float* p) { return _mm512_loadu_ps(p); }
   static void storeu(float* p, Reg v) { _mm512_storeu_ps(p, v); }
   static TailMask tail_mask(int n) {

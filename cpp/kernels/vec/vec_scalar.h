@@ -17,6 +17,11 @@ struct Vec {
 
   static Reg zero() { return 0.0f; }
   static Reg set1(float x) { return x; }
+  // The float at base + index · S bytes (see RowMajorA in impl/gemm_microkernel.h).
+  template <int S>
+  static Reg broadcast_indexed(const float* base, std::int64_t index) {
+    return *reinterpret_cast<const float*>(reinterpret_cast<const char*>(base) + index * S);
+  }
   static Reg loadu(const float* p) { return *p; }
   static void storeu(float* p, Reg v) { *p = v; }
   static TailMask tail_mask(int n) { return n > 0; }
