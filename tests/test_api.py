@@ -126,6 +126,36 @@ def test_bad_out_arguments():
     _raises(ValueError, r"^out: ", ops.batched_matmul, np.ones((2, 3, 4)), np.ones((2, 4, 5)), out=np.empty((2, 3, 4), F32))
 
 
+@pytest.mark.parametrize("lead", [(), (2,)], ids=["2d", "3d"])
+@pytest.mark.parametrize("packed", [False, True], ids=["raw", "packed"])
+def test_matmul_out_checks_on_every_path(lead, packed):
+    # 2-D calls leave these checks to the extension, N-D ones make them in Python: same exceptions either way.
+    a = np.ones(lead + (4, 3), F32)
+    w = np.ones((3, 5), F32)
+    b = ops.pack_weight(w) if packed else w
+    shape = lead + (4, 5)
+    _raises(TypeError, r"^out: .*float32", ops.matmul, a, b, out=np.empty(shape, np.float64))
+    _raises(TypeError, r"^out: .*ndarray", ops.matmul, a, b, out=np.zeros(shape, F32).tolist())
+    _raises(ValueError, r"^out: .*\(", ops.matmul, a, b, out=np.empty(lead + (5, 4), F32))
+    _raises(ValueError, r"^out: .*C-contiguous", ops.matmul, a, b, out=np.empty(lead + (4, 10), F32)[..., ::2])
+    ro = np.empty(shape, F32)
+    ro.flags.writeable = False
+    _raises(ValueError, r"^out: .*read-only", ops.matmul, a, b, out=ro)
+    # Overlaps: out a view into a's buffer (shifted by one row), and into the bias.
+    buf = np.ones(int(np.prod(lead + (4,))) * 5 + 5, F32)
+    a_view = buf[: a.size].reshape(a.shape)
+    _raises(ValueError, r"^out: .*overlap", ops.matmul, a_view, b, out=buf[5 : 5 + int(np.prod(shape))].reshape(shape))
+    bias_buf = np.zeros(int(np.prod(shape)), F32)
+    _raises(ValueError, r"^out: .*overlap", ops.matmul, a, b, bias=bias_buf[:5], out=bias_buf.reshape(shape))
+    if not packed:
+        wb = np.ones(int(np.prod(shape)) + 15, F32)
+        _raises(ValueError, r"^out: .*overlap", ops.matmul, a, wb[:15].reshape(3, 5), out=wb[3 : 3 + int(np.prod(shape))].reshape(shape))
+    # And a good out is written in place and returned.
+    out = np.full(shape, np.nan, F32)
+    assert ops.matmul(a, b, out=out) is out
+    np.testing.assert_array_equal(out, np.full(shape, 3.0, F32))
+
+
 def test_bad_activation_and_approximate_strings():
     a, b = np.ones((2, 3), F32), np.ones((3, 4), F32)
     for bad in ("tanh", "GELU", "gelu_erf", "", 1, ops.relu):

@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,14 +44,31 @@ inline void check_shape(const py::array& a, const std::vector<py::ssize_t>& shap
   }
 }
 
-// The output array: `out` when given (checked), else a new one, allocated with the GIL held.
-inline FloatArray output(const py::object& out, const std::vector<py::ssize_t>& shape, const char* name = "out") {
+// The output array: `out` when given, else a new one, allocated with the GIL held. A given `out` is
+// checked as the Python layer checks it, with the same exceptions and messages: an ndarray (TypeError),
+// float32 (TypeError), of `shape`, C-contiguous, writeable, and sharing no memory with `inputs` (all
+// C-contiguous, so sharing memory is overlapping byte ranges).
+inline FloatArray output(const py::object& out, const std::vector<py::ssize_t>& shape, const char* name = "out",
+                         std::initializer_list<const py::array*> inputs = {}) {
   if (out.is_none()) return FloatArray(shape);
-  CPUFORMER_CHECK(py::isinstance<FloatArray>(out), name, ": expected a C-contiguous float32 array");
-  auto arr = py::reinterpret_borrow<FloatArray>(out);
+  const bool ok = py::isinstance<FloatArray>(out);  // float32 and C-contiguous: one check, the common case
+  if (!ok && !py::isinstance<py::array>(out))
+    throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
+                         py::str(py::type::handle_of(out).attr("__name__")).cast<std::string>());
+  auto arr = py::reinterpret_borrow<py::array>(out);
+  if (!ok && !py::isinstance<py::array_t<float>>(out))
+    throw py::type_error(std::string(name) + ": expected dtype float32, got " + py::str(arr.dtype()).cast<std::string>());
   check_shape(arr, shape, name);
+  CPUFORMER_CHECK(ok, name, ": expected a C-contiguous array");
   CPUFORMER_CHECK(arr.writeable(), name, ": the array is read-only");
-  return arr;
+  const char* begin = static_cast<const char*>(arr.data());
+  const char* end = begin + arr.nbytes();
+  for (const py::array* in : inputs) {
+    if (in == nullptr || in->nbytes() == 0) continue;
+    const char* b = static_cast<const char*>(in->data());
+    CPUFORMER_CHECK(!(b < end && begin < b + in->nbytes()), name, ": must not overlap the inputs of this operation");
+  }
+  return py::reinterpret_borrow<FloatArray>(out);
 }
 
 inline const float* optional_data(const std::optional<FloatArray>& a) { return a ? a->data() : nullptr; }

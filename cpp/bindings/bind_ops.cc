@@ -27,7 +27,7 @@ FloatArray matmul(const FloatArray& a, const FloatArray& b, bool trans_b, const 
   CPUFORMER_CHECK(kb == k, "b: expected ", trans_b ? "[N, K]" : "[K, N]", " with K = ", k,
                   " (the last dimension of a), got shape ", shape_string(b));
   check_bias(bias, n);
-  FloatArray c = output(out, {m, n});
+  FloatArray c = output(out, {m, n}, "out", {&a, &b, bias ? &*bias : nullptr});
   {
     py::gil_scoped_release release;
     GemmOutput o{c.mutable_data(), n, optional_data(bias), act};
@@ -42,7 +42,7 @@ FloatArray matmul_packed(const FloatArray& a, const PackedWeight& w, const std::
   CPUFORMER_CHECK(a.shape(1) == w.k(), "a: expected last dimension K = ", w.k(),
                   " (the packed weight's K), got shape ", shape_string(a));
   check_bias(bias, w.n());
-  FloatArray c = output(out, {a.shape(0), w.n()});
+  FloatArray c = output(out, {a.shape(0), w.n()}, "out", {&a, bias ? &*bias : nullptr});
   {
     py::gil_scoped_release release;
     GemmOutput o{c.mutable_data(), w.n(), optional_data(bias), act};

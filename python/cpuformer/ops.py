@@ -135,8 +135,15 @@ def matmul(a, b, *, bias=None, trans_b: bool = False, activation=None, out=None)
     bias_arr = None
     if bias is not None:
         bias_arr = as_float32(bias, "bias")
+    packed = isinstance(b, PackedWeight)
+    if a.ndim == 2:
+        # The common call, kept short: the extension checks b, bias and out, with the messages below
+        # (done here, those checks were 1.6 us of a 2.6 us call overhead).
+        if packed:
+            return _core.matmul_packed(a, b, bias_arr, act, out)
+        return _core.matmul(a, as_float32(b, "b"), bool(trans_b), bias_arr, act, out)
     a2 = _rows(a, "a")
-    if isinstance(b, PackedWeight):
+    if packed:
         if a.shape[-1] != b.k:
             raise ValueError(f"a: expected last dimension K = {b.k} (the packed weight's K), got shape {a.shape}")
         shape = a.shape[:-1] + (b.n,)
