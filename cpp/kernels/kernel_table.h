@@ -9,8 +9,8 @@
 //     zero-padded past n; a raw row-major B has ldb == N and is read with masked loads when n < nr).
 //   * next: rows of the B tile the caller will need next, prefetched towards L2 while this one is
 //     computed, spread evenly over the k steps (PrefetchRows); never dereferenced.
-//   * epilogue (null: none): a per-row scale, bias add and ReLU applied in registers before the store
-//     (TileEpilogue); the bits equal separate passes over C afterwards (one rounding per step either way).
+//   * epilogue (null: none): a per-row scale, bias add and activation applied in registers before the
+//     store (TileEpilogue); the bits equal separate passes over C afterwards (one rounding per step either way).
 //   * accumulate == false: C = A·B; true: C = C + A·B. Every element is one FMA chain over p in
 //     ascending order, so the result of an element does not depend on m, n, the tile it falls in, the
 //     blocking, or the thread count: the basis of batch- and thread-invariant results.
@@ -28,11 +28,11 @@ enum class Activation : int { kNone = 0, kRelu = 1, kGeluErf = 2, kGeluTanh = 3,
 constexpr int kMaxTileRows = 16;
 
 // What a micro-kernel applies to its tile before storing it, on the last K block: C = C · row_scale[i]
-// for row i, then C + bias, then max(C, 0) when relu (NaN stays NaN). Other activations are applied by
-// the caller afterwards.
+// for row i, then C + bias, then the activation (the functions of bias_activation_row, so the bits equal
+// a separate pass over the stored tile; ReLU keeps NaN).
 struct TileEpilogue {
   const float* bias;  // [n] for this tile's columns, or null
-  bool relu;
+  Activation activation;
   const float* row_scale = nullptr;  // [m] for this tile's rows, or null (attention's 1 / softmax sum)
 };
 

@@ -142,7 +142,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
           const float* vc = v_tile + c0;
           const auto kernel = kt.gemm_rowmajor_a[tile_rows - 1];
           if (only_tile) {
-            const TileEpilogue epi{nullptr, false, w.m + i};
+            const TileEpilogue epi{nullptr, Activation::kNone, w.m + i};
             kernel(n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, out + i * a.out_row_stride + c0, a.out_row_stride,
                    cols, false, &epi);
           } else {

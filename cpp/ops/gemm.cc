@@ -52,22 +52,12 @@ inline PrefetchRows prefetch_share(const float* next, Index ld, Index k, Index i
   return {next + first * ld, ld, end - first};
 }
 
-// The part of the output transform the micro-kernel applies to a tile on the last K block: the bias and
-// ReLU (in registers, before the store); null when there is nothing to apply.
+// The output transform the micro-kernel applies to a tile on the last K block (bias, then activation,
+// in registers before the store); null when there is nothing to apply.
 const TileEpilogue* tile_epilogue(const Problem& pb, Index col0, TileEpilogue& storage) {
-  const bool relu = pb.out.activation == Activation::kRelu;
-  if (pb.out.bias == nullptr && !relu) return nullptr;
-  storage = TileEpilogue{pb.out.bias ? pb.out.bias + col0 : nullptr, relu};
+  if (pb.out.bias == nullptr && pb.out.activation == Activation::kNone) return nullptr;
+  storage = TileEpilogue{pb.out.bias ? pb.out.bias + col0 : nullptr, pb.out.activation};
   return &storage;
-}
-
-// The rest, as a pass over the stored tile: activations other than ReLU (the bias is already in).
-void epilogue(const Problem& pb, Index row0, Index rows, Index col0, Index cols) {
-  if (pb.out.activation == Activation::kNone || pb.out.activation == Activation::kRelu) return;
-  for (Index i = 0; i < rows; ++i) {
-    float* c = pb.out.c + (row0 + i) * pb.out.ldc + col0;
-    pb.kernels->bias_activation_row(c, nullptr, pb.out.activation, c, cols);
-  }
 }
 
 // The whole output transform (bias, then activation) as a pass over a block of C, for the paths whose
@@ -152,7 +142,6 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
                                                      k0 > 0, epi);
         else
           pb.kernels->gemm_rowmajor_a[tile_rows - 1](kc_b, a, pb.lda, bp, ldb, share, c, pb.out.ldc, cols, k0 > 0, epi);
-        if (last) epilogue(pb, row0 + i0, tile_rows, col0, cols);
       });
     }
   }
@@ -226,7 +215,6 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
               ++call;
               pb.kernels->gemm_packed_a[tile_rows - 1](kc_b, a_packed + i0 * kc_b, 0, bp, pb.b.stride(g.nr), share,
                                                        c, pb.out.ldc, cols, k0 > 0, epi);
-              if (last) epilogue(pb, row, tile_rows, col0, cols);
             }
           }
         }

@@ -161,11 +161,20 @@ struct GemmMicroKernels {
 #pragma GCC unroll 16
           for (int v = 0; v < NV; ++v) acc[i][v] = V::add(acc[i][v], bias[v]);
       }
-      if (epilogue->relu) {
+      // One branch per activation, each applying it to the whole tile (GELU in registers here, not in
+      // a pass over the stored tile, saved 14 row calls and a reload per tile: 1% of a MiniLM encode).
+      auto each = [&](auto f) {
 #pragma GCC unroll 16
         for (int i = 0; i < M; ++i)
 #pragma GCC unroll 16
-          for (int v = 0; v < NV; ++v) acc[i][v] = relu<V>(acc[i][v]);
+          for (int v = 0; v < NV; ++v) acc[i][v] = f(acc[i][v]);
+      };
+      switch (epilogue->activation) {
+        case Activation::kNone: break;
+        case Activation::kRelu: each([](R x) { return relu<V>(x); }); break;
+        case Activation::kGeluErf: each([](R x) { return gelu_erf<V>(x); }); break;
+        case Activation::kGeluTanh: each([](R x) { return gelu_tanh<V>(x); }); break;
+        case Activation::kSilu: each([](R x) { return silu<V>(x); }); break;
       }
     }
 #pragma GCC unroll 16
