@@ -32,7 +32,11 @@ void pack_b(const KernelTable& kernels, const float* w, Index ld, Index k, Index
 
 PackedWeight::PackedWeight(const KernelTable& kernels, const float* w, Index ld, Index k, Index n,
                            bool transposed)
-    : kernels_(&kernels), k_(k), n_(n), kc_(kernels.gemm.kc), nr_(kernels.gemm.nr) {
+    : PackedWeight(kernels, w, ld, k, n, transposed, AlignedBuffer{}) {}
+
+PackedWeight::PackedWeight(const KernelTable& kernels, const float* w, Index ld, Index k, Index n,
+                           bool transposed, AlignedBuffer&& storage)
+    : kernels_(&kernels), k_(k), n_(n), kc_(kernels.gemm.kc), nr_(kernels.gemm.nr), data_(std::move(storage)) {
   CPUFORMER_CHECK(k >= 0 && n >= 0, "weight: dimensions must be non-negative, got [", k, ", ", n, "]");
   n_padded_ = (n + nr_ - 1) / nr_ * nr_;
   float* dst = data_.reserve(static_cast<std::size_t>(std::max<Index>(1, k_ * n_padded_)));

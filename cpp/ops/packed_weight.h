@@ -10,6 +10,8 @@
 // Immutable after construction; safe to share between threads.
 #pragma once
 
+#include <utility>
+
 #include "core/aligned_buffer.h"
 #include "core/dims.h"
 #include "kernels/kernel_table.h"
@@ -22,6 +24,11 @@ class PackedWeight {
  public:
   // `w` row-major with leading dimension `ld`: [K, N] when transposed == false, [N, K] when true.
   PackedWeight(const KernelTable& kernels, const float* w, Index ld, Index k, Index n, bool transposed);
+  // The same, packed into `storage` (grown if needed); take_storage() hands it back, so per-call packing
+  // of a raw B can reuse one buffer instead of mapping and zeroing fresh pages every call.
+  PackedWeight(const KernelTable& kernels, const float* w, Index ld, Index k, Index n, bool transposed,
+               AlignedBuffer&& storage);
+  AlignedBuffer take_storage() { return std::move(data_); }
 
   Index k() const { return k_; }
   Index n() const { return n_; }
