@@ -180,7 +180,7 @@ void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1)
       // are one contiguous run (A's rows whole and adjacent): unhidden, those reads from L3 or memory
       // made pack_a ~5% of a 4096 × 512 × 512 product at one thread (4096 × 512 × 512 ran 1% faster).
       const Index next_rows = std::min<Index>(chunk_rows, rows - r0 - chunk);
-      const bool ahead = last && next_rows > 0 && pb.k <= g.kc && pb.lda == pb.k;
+      const bool ahead = next_rows > 0 && pb.k <= g.kc && pb.lda == pb.k;  // (one K block: this is the last)
       const float* run = ahead ? pb.a + (row0 + r0 + chunk) * pb.lda : nullptr;
       const Index run_lines = ahead ? (next_rows * pb.lda + 15) / 16 + 1 : 0;
       const Index calls = (chunk + g.mr - 1) / g.mr * (j1 - j0);

@@ -162,6 +162,18 @@ void layer_norm_row(const float* x, const float* residual, const float* gamma, c
   }
 }
 
+template <class V>
+inline typename V::Reg apply_activation(typename V::Reg v, Activation act) {
+  switch (act) {
+    case Activation::kNone: return v;
+    case Activation::kRelu: return relu<V>(v);
+    case Activation::kGeluErf: return gelu_erf<V>(v);
+    case Activation::kGeluTanh: return gelu_tanh<V>(v);
+    case Activation::kSilu: return silu<V>(v);
+  }
+  return v;
+}
+
 template <class V, Activation kAct>
 void bias_activation_row_impl(const float* x, const float* bias, float* y, Index n) {
   constexpr int W = V::kWidth;

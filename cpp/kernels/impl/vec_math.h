@@ -3,8 +3,6 @@
 // ~7 ulp near ±1 (absolute error < 5e-7), which makes GELU's relative error < 1e-6 of its scale.
 #pragma once
 
-#include "kernels/kernel_table.h"
-
 namespace cpuformer::impl {
 
 // exp(x): Cody–Waite range reduction x = n·ln2 + r, a degree-6 polynomial for e^r (Cephes expf
@@ -96,18 +94,6 @@ inline typename V::Reg gelu_tanh(typename V::Reg x) {
 template <class V>
 inline typename V::Reg silu(typename V::Reg x) {
   return V::mul(x, sigmoid<V>(x));
-}
-
-template <class V>
-inline typename V::Reg apply_activation(typename V::Reg v, Activation act) {
-  switch (act) {
-    case Activation::kNone: return v;
-    case Activation::kRelu: return relu<V>(v);
-    case Activation::kGeluErf: return gelu_erf<V>(v);
-    case Activation::kGeluTanh: return gelu_tanh<V>(v);
-    case Activation::kSilu: return silu<V>(v);
-  }
-  return v;
 }
 
 }  // namespace cpuformer::impl
