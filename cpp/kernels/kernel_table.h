@@ -97,8 +97,10 @@ struct KernelTable {
   // Packs rows [0, m) × columns [0, k) of row-major A (leading dimension lda) into ceil(m / mr) panels of
   // mr × k, k-major (element (i, p) of panel q at dst[q * mr * k + p * mr + i]); rows past m are zero.
   void (*pack_a)(const float* a, Index lda, Index m, Index k, float* dst);
-  // Packs k rows × n columns of row-major B (row stride ldb) into the same panel layout as below.
-  void (*pack_b_rows)(const float* b, Index ldb, Index k, Index n, float* dst);
+  // Packs k rows × n columns of row-major B (row stride ldb) into ceil(n / nr) panels of k × nr rows
+  // panel_stride floats apart (element (p, c) of panel q at dst[q * panel_stride + p * nr + c]); columns
+  // past n are zero. A stride longer than k * nr packs a strip of rows of taller panels.
+  void (*pack_b_rows)(const float* b, Index ldb, Index k, Index n, float* dst, Index panel_stride);
   // Packs B = wᵀ from n rows of w (k floats each, row stride ldw) into ceil(n / nr) panels of k × nr,
   // k-major (element (p, c) of panel q at dst[q * nr * k + p * nr + c]); columns past n are zero.
   void (*pack_b_transposed)(const float* w, Index ldw, Index n, Index k, float* dst);

@@ -103,15 +103,18 @@ def _outer_block_cases():
 
 
 @pytest.mark.parametrize("isa,m,k,n", _outer_block_cases(), indirect=["isa"])
-def test_outer_blocks(isa, m, k, n, rng):
-    a, b = _operands(rng, m, n, k, True)
-    packed = ops.pack_weight(b, trans_b=True)
-    want = ref.matmul(a, b, trans_b=True)
-    bound = gemm_bound(a, b, True)
-    for threads in (1, 2):
-        with use_threads(threads):
-            got = ops.matmul(a, packed, out=nan_like((m, n)))
-        assert_within(got, want, bound, f"{isa} {m}x{k}x{n} threads={threads}")
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_outer_blocks(isa, m, k, n, trans_b, rng):
+    # Raw B too: it is packed per call, row-major B in strips of rows × groups of panels (N here spans
+    # several groups and ends in a partial panel; K crosses a block and ends in a short strip).
+    a, b = _operands(rng, m, n, k, trans_b)
+    want = ref.matmul(a, b, trans_b=trans_b)
+    bound = gemm_bound(a, b, trans_b)
+    for name, weight in (("packed", ops.pack_weight(b, trans_b=trans_b)), ("raw", b)):
+        for threads in (1, 2):
+            with use_threads(threads):
+                got = ops.matmul(a, weight, trans_b=trans_b and name == "raw", out=nan_like((m, n)))
+            assert_within(got, want, bound, f"{isa} {name} {m}x{k}x{n} trans_b={trans_b} threads={threads}")
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["raw", "packed"])

@@ -342,18 +342,19 @@ void pack_a(const float* a, Index lda, Index m, Index k, float* dst) {
   }
 }
 
-// Packs k rows × n columns of row-major B (row stride ldb) into nr-column panels, the layout the
-// micro-kernels read: element (p, c) of panel q at dst[q · nr · k + p · nr + c] = b[p · ldb + q · nr + c];
-// columns past n are zero. Vector copies, a row of every panel per step (B's rows are read in order).
+// Packs k rows × n columns of row-major B (row stride ldb) into nr-column panels `panel_stride` floats
+// apart, the layout the micro-kernels read: element (p, c) of panel q at dst[q · panel_stride + p · nr + c]
+// = b[p · ldb + q · nr + c]; columns past n are zero. Vector copies, a row of every panel per step (B's
+// rows are read in order, whole).
 template <class V, int NR>
-void pack_b_rows(const float* b, Index ldb, Index k, Index n, float* dst) {
+void pack_b_rows(const float* b, Index ldb, Index k, Index n, float* dst, Index panel_stride) {
   constexpr int W = V::kWidth;
   static_assert(NR % W == 0, "nr must be a multiple of the vector width");
   const Index panels = (n + NR - 1) / NR;
   for (Index p = 0; p < k; ++p) {
     const float* src = b + p * ldb;
     for (Index q = 0; q < panels; ++q) {
-      float* out = dst + q * NR * k + p * NR;
+      float* out = dst + q * panel_stride + p * NR;
       const Index c0 = q * NR;
       if (c0 + NR <= n) {
 #pragma GCC unroll 16
