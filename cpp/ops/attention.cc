@@ -32,29 +32,31 @@ struct Plan {
 };
 
 // Scratch of one thread, carved from one buffer: packed keys of the current head, the block's scores /
-// probabilities (qb × kTile), its output accumulator (qb × dv), and running max / sum / rescale per row.
+// probabilities (qb × kTile), its output accumulator (qb × dv), running max / sum / rescale per row, and
+// one packed panel of V (kTile × nr).
 struct Scratch {
   float* keys;
   float* s;
   float* o;
   float* m;
   float* l;
+  float* v_panel;
 };
 
 Scratch carve(const Plan& pl, AlignedBuffer& buffer) {
   const AttentionArgs& a = *pl.a;
   const Index nr = pl.kt->gemm.nr;
   const Index keys = !a.k_packed ? round_up(a.k_len, nr) * a.head_dim : a.k_packed_len >= 0 ? nr * a.head_dim : 0;
-  const Index sizes[5] = {keys, pl.qb * kTile, pl.qb * pl.dv, pl.qb, pl.qb};
+  const Index sizes[6] = {keys, pl.qb * kTile, pl.qb * pl.dv, pl.qb, pl.qb, kTile * nr};
   Index total = 0;
   for (Index sz : sizes) total += round_up(sz, 16);
   float* p = buffer.reserve(static_cast<std::size_t>(std::max<Index>(total, 16)));
-  float* parts[5];
-  for (int i = 0; i < 5; ++i) {
+  float* parts[6];
+  for (int i = 0; i < 6; ++i) {
     parts[i] = p;
     p += round_up(sizes[i], 16);
   }
-  return Scratch{parts[0], parts[1], parts[2], parts[3], parts[4]};
+  return Scratch{parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]};
 }
 
 // Keys a query row may attend to: [0, valid_keys) (before the additive mask).
@@ -104,7 +106,11 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         kt.pack_b_transposed(k + from * a.k_row_stride, a.k_row_stride, t0 + n - from, dh, w.keys + from * dh);
         packed = t0 + n;
       }
-      // S = Q_blk · K_tileᵀ, Q read in place.
+      // S = Q_blk · K_tileᵀ, Q read in place. V comes from L3 or memory, its rows a row stride apart: unless
+      // prefetched, P · V waited on every line of a strip (an eighth of the attention time in an encoder).
+      const float* v_tile = v + t0 * a.v_row_stride;
+      const Index tiles = (rows + mr - 1) / mr, s_calls = (n + nr - 1) / nr * tiles;
+      Index s_call = 0;
       for (Index c0 = 0; c0 < n; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, n - c0));
         const float* panel = keys + (t0 + c0) / nr * panel_stride;
@@ -115,8 +121,14 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         // Fetch the next panel while this one is used (caller-packed keys come from memory, not L1).
         const Index panels_end = a.k_packed ? std::min(limit, tail) : limit;
         const bool more = t0 + c0 + nr < panels_end;
-        const PrefetchRows next{more ? panel + panel_stride : nullptr, nr, more ? dh : 0};
+        const PrefetchRows next_keys{more ? panel + panel_stride : nullptr, nr, more ? dh : 0};
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
+          // Keys packed here are in cache already: the calls fetch V's first strip for P · V instead, each
+          // a share of its rows.
+          const Index f = n * s_call / s_calls, e = n * (s_call + 1) / s_calls;
+          ++s_call;
+          const PrefetchRows next =
+              a.k_packed ? next_keys : PrefetchRows{v_tile + f * a.v_row_stride, a.v_row_stride, std::min(e - f, dh)};
           kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, next,
                                             w.s + i * kTile + c0, kTile, cols, false, nullptr);
         });
@@ -129,25 +141,40 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
             kt.attention_softmax_tile(w.s + i * kTile, n, n_valid, a.scale, mask_row, w.m + i, w.l + i);
         if (t0 > 0 && alpha != 1.0f) kt.scale_row(w.o + i * dv, alpha, w.o + i * dv, dv);
       }
-      // O (+)= P · V_tile, V read in place; the first tile initialises O. The only tile writes the output
-      // itself, scaled by 1 / l in the micro-kernel's epilogue (the bits of the pass below, without it).
+      // O (+)= P · V_tile; the first key tile initialises O. The only key tile writes the output itself,
+      // scaled by 1 / l in the micro-kernel's epilogue (the bits of the pass below, without it). With more
+      // than one row tile, the first reads V's strip in place and packs it into w.v_panel as it goes, and
+      // the others read that copy: V's rows are a row stride apart (three model widths in a fused QKV
+      // buffer), which maps a strip to a few L1 sets, so every row tile fetched it from L2 again.
+      const bool pack_v = rows > mr;
       const bool only_tile = t0 == 0 && limit <= kTile;
       if (only_tile)  // w.m, the running max, is done with: it holds the factors 1 / l
         for (Index i = 0; i < rows; ++i) w.m[i] = w.l[i] != 0.0f ? 1.0f / w.l[i] : 0.0f;
-      const float* v_tile = v + t0 * a.v_row_stride;
       for (Index c0 = 0; c0 < dv; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, dv - c0));
+        const float* next_strip = c0 + nr < dv ? v_tile + c0 + nr : nullptr;
+        Index v_call = 0;
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
           const float* p = w.s + i * kTile;
-          const float* vc = v_tile + c0;
-          const auto kernel = kt.gemm_rowmajor_a[tile_rows - 1];
-          if (only_tile) {
-            const TileEpilogue epi{nullptr, Activation::kNone, w.m + i};
-            kernel(n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, out + i * a.out_row_stride + c0, a.out_row_stride,
-                   cols, false, &epi);
-          } else {
-            kernel(n, p, kTile, vc, a.v_row_stride, PrefetchRows{}, w.o + i * dv + c0, dv, cols, t0 > 0, nullptr);
-          }
+          const TileEpilogue epi{nullptr, Activation::kNone, w.m + i};
+          float* c = only_tile ? out + i * a.out_row_stride + c0 : w.o + i * dv + c0;
+          const Index ldc = only_tile ? a.out_row_stride : dv;
+          const bool accumulate = !only_tile && t0 > 0;
+          const TileEpilogue* e = only_tile ? &epi : nullptr;
+          // Each row tile fetches its share of the next strip's rows.
+          const Index first = n * v_call / tiles, end = n * (v_call + 1) / tiles;
+          ++v_call;
+          const PrefetchRows next_v = next_strip ? PrefetchRows{next_strip + first * a.v_row_stride, a.v_row_stride,
+                                                                end - first}
+                                                 : PrefetchRows{};
+          if (pack_v && i == 0)
+            kt.gemm_rowmajor_a_packing_b[tile_rows - 1](n, p, kTile, v_tile + c0, a.v_row_stride, next_v, c,
+                                                        ldc, cols, accumulate, e, w.v_panel);
+          else if (pack_v)
+            kt.gemm_rowmajor_a[tile_rows - 1](n, p, kTile, w.v_panel, nr, next_v, c, ldc, cols, accumulate, e);
+          else
+            kt.gemm_rowmajor_a[tile_rows - 1](n, p, kTile, v_tile + c0, a.v_row_stride, next_v, c, ldc, cols,
+                                              accumulate, e);
         });
       }
       finished = only_tile;
