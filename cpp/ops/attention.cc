@@ -109,8 +109,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
       // S = Q_blk · K_tileᵀ, Q read in place. V comes from L3 or memory, its rows a row stride apart: unless
       // prefetched, P · V waited on every line of a strip (an eighth of the attention time in an encoder).
       const float* v_tile = v + t0 * a.v_row_stride;
-      const Index tiles = (rows + mr - 1) / mr, s_calls = (n + nr - 1) / nr * tiles;
-      Index s_call = 0;
+      const Index panels = (n + nr - 1) / nr;
       for (Index c0 = 0; c0 < n; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, n - c0));
         const float* panel = keys + (t0 + c0) / nr * panel_stride;
@@ -122,13 +121,14 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
         const Index panels_end = a.k_packed ? std::min(limit, tail) : limit;
         const bool more = t0 + c0 + nr < panels_end;
         const PrefetchRows next_keys{more ? panel + panel_stride : nullptr, nr, more ? dh : 0};
+        // Keys packed here are in cache already: the calls fetch V's first strip for P · V instead, each
+        // panel's row tiles a part of its rows.
+        const Index v_first = n * (c0 / nr) / panels, v_end = n * (c0 / nr + 1) / panels;
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
-          // Keys packed here are in cache already: the calls fetch V's first strip for P · V instead, each
-          // a share of its rows.
-          const Index f = n * s_call / s_calls, e = n * (s_call + 1) / s_calls;
-          ++s_call;
           const PrefetchRows next =
-              a.k_packed ? next_keys : PrefetchRows{v_tile + f * a.v_row_stride, a.v_row_stride, std::min(e - f, dh)};
+              a.k_packed ? next_keys
+                         : prefetch_share(v_tile + v_first * a.v_row_stride, a.v_row_stride, v_end - v_first, i,
+                                          tile_rows, rows);
           kt.gemm_rowmajor_a[tile_rows - 1](dh, q + i * a.q_row_stride, a.q_row_stride, panel, nr, next,
                                             w.s + i * kTile + c0, kTile, cols, false, nullptr);
         });
@@ -153,7 +153,6 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
       for (Index c0 = 0; c0 < dv; c0 += nr) {
         const int cols = static_cast<int>(std::min<Index>(nr, dv - c0));
         const float* next_strip = c0 + nr < dv ? v_tile + c0 + nr : nullptr;
-        Index v_call = 0;
         for_row_tiles(rows, mr, [&](Index i, int tile_rows) {
           const float* p = w.s + i * kTile;
           const TileEpilogue epi{nullptr, Activation::kNone, w.m + i};
@@ -162,11 +161,7 @@ void run_tasks(const Plan& pl, Index t_begin, Index t_end) {
           const bool accumulate = !only_tile && t0 > 0;
           const TileEpilogue* e = only_tile ? &epi : nullptr;
           // Each row tile fetches its share of the next strip's rows.
-          const Index first = n * v_call / tiles, end = n * (v_call + 1) / tiles;
-          ++v_call;
-          const PrefetchRows next_v = next_strip ? PrefetchRows{next_strip + first * a.v_row_stride, a.v_row_stride,
-                                                                end - first}
-                                                 : PrefetchRows{};
+          const PrefetchRows next_v = prefetch_share(next_strip, a.v_row_stride, n, i, tile_rows, rows);
           if (pack_v && i == 0)
             kt.gemm_rowmajor_a_packing_b[tile_rows - 1](n, p, kTile, v_tile + c0, a.v_row_stride, next_v, c,
                                                         ldc, cols, accumulate, e, w.v_panel);

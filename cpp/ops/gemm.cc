@@ -41,17 +41,6 @@ inline void prefetch_tile(const float* c, Index rows, Index ldc, int cols) {
     for (int j = 0; j < cols; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
 }
 
-// The share of the next panel (rows `ld` floats apart, k of them) that the tile of rows [i0, i0 + tile_rows)
-// of a block of `rows` rows prefetches: proportional to its rows, so the panel arrives at the pace of the
-// whole block's compute. With the first tile fetching all of it, the fetch ran ahead of what one core
-// streams (~16 GB/s here) and stalled on full fill buffers, then the other tiles computed with the memory
-// idle: 32-row products against cold weights took compute time plus stream time, not the larger of the two.
-inline PrefetchRows prefetch_share(const float* next, Index ld, Index k, Index i0, Index tile_rows, Index rows) {
-  if (next == nullptr) return {};
-  const Index first = k * i0 / rows, end = k * (i0 + tile_rows) / rows;
-  return {next + first * ld, ld, end - first};
-}
-
 // The output transform the micro-kernel applies to a tile on the last K block (bias, then activation,
 // in registers before the store); null when there is nothing to apply.
 const TileEpilogue* tile_epilogue(const Problem& pb, Index col0, TileEpilogue& storage) {
