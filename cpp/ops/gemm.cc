@@ -96,14 +96,17 @@ void run_one_row(const Problem& pb, Index row, Index j0, Index j1) {
 void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
   const GemmBlocking& g = pb.kernels->gemm;
   if (rows == 1) return run_one_row(pb, row0, j0, j1);
-  const bool pack_b_here = pb.b.packed == nullptr && rows >= kPackRawBMinRows;
+  const bool raw_strips = pb.b.packed == nullptr && rows >= kPackRawBMinRows;
+  // A single row tile reads the raw strip itself: a packed copy would have no reader, and its stores
+  // (each landing 4 KiB-aliased on some in-flight load of A) cost 14 × 512 × 512 9%.
+  const bool pack_b_here = raw_strips && rows > g.mr;
   thread_local AlignedBuffer b_scratch;
   float* b_panel = pack_b_here ? b_scratch.reserve(static_cast<std::size_t>(kRawBlockK * g.nr)) : nullptr;
-  const Index kc = pack_b_here ? kRawBlockK : g.kc;
+  const Index kc = raw_strips ? kRawBlockK : g.kc;
   const Index ldb = pb.b.stride(g.nr);
-  // The strip to prefetch: the next panel, or two panels ahead for a raw B packed here (its rows come
-  // from L3 or memory a line pair at a time, and the first tile's time alone does not cover them).
-  const Index ahead = pack_b_here ? 2 : 1;
+  // The strip to prefetch: the next panel, or two panels ahead for a raw B (its rows come from L3 or
+  // memory a line pair at a time, and the first tile's time alone does not cover them).
+  const Index ahead = raw_strips ? 2 : 1;
   for (Index k0 = 0; k0 < pb.k; k0 += kc) {
     const Index kc_b = std::min<Index>(kc, pb.k - k0);
     const bool last = k0 + kc_b >= pb.k;
