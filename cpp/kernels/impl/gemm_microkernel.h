@@ -262,13 +262,35 @@ void gemm_row_panels(Index k, const float* a, const float* b, Index ldb, Index p
 }
 
 // See KernelTable::gemm_rows_stream. C is accumulated in place, kChunk columns at a time (M rows of
-// them stay in L1), over B's rows in order: each step reads a contiguous stretch of a row of B.
+// them stay in L1), over B's rows in order: each step reads a contiguous stretch of kSteps rows of B and
+// takes each C vector through kSteps FMAs between its load and its store. (One row per step, C's loads
+// and stores outnumbered B's loads M to 1: 3 × 512 × 2048 ran at 77% of PyTorch's speed.)
 template <class V, int M>
 void gemm_rows_stream_m(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
                         Index n) {
   constexpr int W = V::kWidth;
   constexpr Index kChunk = 2048;
+  constexpr int kSteps = 4;
   using R = typename V::Reg;
+  using TM = typename V::TailMask;
+  // c[j .. j + W) of every row += a[., p + s] · B[p + s, j ..] for s < S, in ascending p.
+  auto update = [&](auto steps, const float* bp, float* cj, Index p, auto full, TM tail) {
+    constexpr int S = decltype(steps)::value;
+    R bv[S];
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) bv[s] = full ? V::loadu(bp + s * ldb) : V::load_mask(bp + s * ldb, tail);
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      float* cij = cj + i * ldc;
+      R acc = full ? V::loadu(cij) : V::load_mask(cij, tail);
+#pragma GCC unroll 4
+      for (int s = 0; s < S; ++s) acc = V::fmadd(V::set1(a[i * lda + p + s]), bv[s], acc);
+      if (full)
+        V::storeu(cij, acc);
+      else
+        V::store_mask(cij, acc, tail);
+    }
+  };
   for (Index j0 = 0; j0 < n; j0 += kChunk) {
     const Index cols = n - j0 < kChunk ? n - j0 : kChunk;
     const Index full = cols / W * W;
@@ -279,31 +301,16 @@ void gemm_rows_stream_m(Index k, const float* a, Index lda, const float* b, Inde
       for (Index j = 0; j < full; j += W) V::storeu(ci + j, V::zero());
       if (rest > 0) V::store_mask(ci + full, V::zero(), tail);
     }
-    for (Index p = 0; p < k; ++p) {
+    auto pass = [&](auto steps, Index p) {
       const float* bp = b + p * ldb + j0;
-      R ai[M];
-#pragma GCC unroll 4
-      for (int i = 0; i < M; ++i) ai[i] = V::set1(a[i * lda + p]);
-      for (Index j = 0; j < full; j += W) {
-        const R bv = V::loadu(bp + j);
-#pragma GCC unroll 4
-        for (int i = 0; i < M; ++i) {
-          float* cij = c + i * ldc + j0 + j;
-          V::storeu(cij, V::fmadd(ai[i], bv, V::loadu(cij)));
-        }
-      }
-      if (rest > 0) {
-        const R bv = V::load_mask(bp + full, tail);
-#pragma GCC unroll 4
-        for (int i = 0; i < M; ++i) {
-          float* cij = c + i * ldc + j0 + full;
-          V::store_mask(cij, V::fmadd(ai[i], bv, V::load_mask(cij, tail)), tail);
-        }
-      }
-    }
+      for (Index j = 0; j < full; j += W) update(steps, bp + j, c + j0 + j, p, std::true_type{}, tail);
+      if (rest > 0) update(steps, bp + full, c + j0 + full, p, std::false_type{}, tail);
+    };
+    Index p = 0;
+    for (; p + kSteps <= k; p += kSteps) pass(std::integral_constant<int, kSteps>{}, p);
+    for (; p < k; ++p) pass(std::integral_constant<int, 1>{}, p);
   }
 }
-
 template <class V>
 void gemm_rows_stream(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
                       Index n) {
