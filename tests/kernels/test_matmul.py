@@ -330,11 +330,12 @@ def test_thread_count_does_not_change_results(isa, m, k, n, rng):
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 17, 40])
 @pytest.mark.parametrize("n", [33, 2050, 4100])
 def test_raw_b_small_m_paths(isa, m, n, rng):
-    """A raw [K, N] B at small M takes its own paths: rows streamed (M < 4, one thread), one row against
-    groups of panels (M = 1 on two threads: N = 4100 makes enough work for the second one), or in K blocks
-    shorter than a packed weight's (M >= 4): read in place by a single row tile (M <= mr), packed on the
-    fly panel by panel for several (M = 17 and 40 here). K = 303 crosses those blocks and leaves 3 rows of B
-    past the streaming path's groups of 4, N = 2050 the streaming chunk and a partial panel. Against the reference, and bitwise equal to the
+    """A raw [K, N] B at small M takes its own paths: rows streamed (M < 4; on two threads each streams
+    its own columns), one row against groups of panels (M = 1 on two threads: N = 4100 makes enough work
+    for the second one), or in K blocks shorter than a packed weight's (M >= 4): read in place by a single
+    row tile (M <= mr), packed on the fly panel by panel for several (M = 17 and 40 here). K = 303 crosses
+    those blocks and leaves 3 rows of B past the streaming path's groups of 4; N = 2050 crosses the
+    streaming chunk and ends in a partial panel. Against the reference, and bitwise equal to the
     packed-weight path at 1 and 2 threads, with bias and ReLU (fused in the micro-kernel) and GELU."""
     k = 303
     a = rng.standard_normal((m, k)).astype(np.float32)
