@@ -246,9 +246,8 @@ void run(const Problem& pb, int threads) {
   const Index flops = 2 * pb.m * pb.n * pb.k;
   if (flops < 2 * 1024 * 1024) threads = 1;
   // A few rows against a raw B: stream B's rows. On several threads, one row goes to the panel path
-  // below (1 × 512 × 2048 at two threads streamed 13% slower: half rows of 4 KiB, one page each, restart
-  // the hardware prefetcher's stream on every row); two or three rows stream (the panel path's strided
-  // pieces ran 3 × 512 × 4096 at half the speed, 2 × 512 × 32000 at 60%).
+  // below (1 × 512 × 2048 at two threads streamed its half rows 13% slower); two or three rows stream
+  // (the panel path's strided pieces ran 3 × 512 × 4096 at half the speed, 2 × 512 × 32000 at 60%).
   if (pb.b.packed == nullptr && pb.m < kPackRawBMinRows && (threads == 1 || pb.m > 1))
     return run_rows_stream(pb, threads);
   const GemmBlocking& g = pb.kernels->gemm;

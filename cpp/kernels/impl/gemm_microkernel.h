@@ -311,6 +311,7 @@ void gemm_rows_stream_m(Index k, const float* a, Index lda, const float* b, Inde
     for (; p < k; ++p) pass(std::integral_constant<int, 1>{}, p);
   }
 }
+
 template <class V>
 void gemm_rows_stream(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
                       Index n) {
