@@ -59,6 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--impls", default=",".join(IMPLS), help="subset of " + ",".join(IMPLS))
     p.add_argument("--ops", default=",".join(OPS), help="subset of " + ",".join(OPS))
+    p.add_argument("--gemm-shapes", metavar="MxKxN,...",
+                   help="GEMM shapes to run instead of the default list, e.g. 3x512x2048,8x512x32000")
     p.add_argument("--quick", action="store_true", help="short timings, one round: a smoke run")
     p.add_argument("--rounds", type=int, default=None,
                    help="passes over every shape; the best median is kept (default 3; 1 with --quick)")
@@ -81,6 +83,7 @@ def parse_args(argv=None):
             bad = [x for x in got if x not in allowed]
             if bad or not got:
                 p.error(f"{name}: expected a subset of {','.join(allowed)}, got {','.join(got) or 'nothing'}")
+        args.gemm_shapes = _parse_gemm_shapes(p, args.gemm_shapes) if args.gemm_shapes else list(GEMM_SHAPES)
         if args.rounds is None:
             args.rounds = 1 if args.quick else 3
         if args.rounds < 1:
@@ -88,6 +91,16 @@ def parse_args(argv=None):
         if args.target_time is None:
             args.target_time = 0.08 if args.quick else 0.5
     return args
+
+
+def _parse_gemm_shapes(p, text: str) -> list:
+    shapes = []
+    for item in (s.strip() for s in text.split(",")):
+        dims = item.lower().replace("×", "x").split("x")
+        if len(dims) != 3 or not all(d.isdigit() and int(d) > 0 for d in dims):
+            p.error(f"--gemm-shapes: expected M×K×N with positive integers (e.g. 32x512x512), got {item!r}")
+        shapes.append(tuple(int(d) for d in dims))
+    return shapes
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -335,11 +348,11 @@ def _noisy(rec) -> bool:
     return meds[1] / meds[0] > CONFIRM
 
 
-def _plan(ops) -> list:
+def _plan(ops, gemm_shapes) -> list:
     """[(benchmark, shape)] in table order."""
     plan = []
     if "gemm" in ops:
-        plan += [("matmul", s) for s in GEMM_SHAPES]
+        plan += [("matmul", s) for s in gemm_shapes]
     if "softmax" in ops:
         plan += [("softmax", s) for s in SOFTMAX_SHAPES]
         plan += [("softmax_masked", s) for s in SOFTMAX_MASKED_SHAPES]
@@ -352,7 +365,8 @@ def _shape_str(shape) -> str:
     return "×".join(str(s) for s in shape)
 
 
-def build_table(records: dict, threads: list, impls: list, ops: list, peak_per_core: float) -> str:
+def build_table(records: dict, threads: list, impls: list, ops: list, gemm_shapes: list,
+                peak_per_core: float) -> str:
     gemm_cols = []
     if "cpuformer" in impls:
         gemm_cols += ["cpuformer", "cpuformer packed"]
@@ -360,7 +374,7 @@ def build_table(records: dict, threads: list, impls: list, ops: list, peak_per_c
     header = ["threads", "op", "shape", "unit"] + gemm_cols + ["cpuformer / best peer", "packed / best peer"]
     align = ["r", "l", "l", "l"] + ["r"] * (len(gemm_cols) + 2)
     rows = []
-    plan = _plan(ops)
+    plan = _plan(ops, gemm_shapes)
     for t in threads:
         peak = peak_per_core * t
         for bench, shape in plan:
@@ -413,7 +427,7 @@ def parent_main(args) -> int:
         "verbose": args.verbose,
     }
 
-    plan = _plan(args.ops)
+    plan = _plan(args.ops, args.gemm_shapes)
 
     children: dict = {}
     for t in args.threads:
@@ -492,7 +506,7 @@ def parent_main(args) -> int:
         lines.append(f"- {impl}: {err}")
     print("\n".join(lines))
     print()
-    print(build_table(merged, args.threads, args.impls, args.ops, per_core))
+    print(build_table(merged, args.threads, args.impls, args.ops, args.gemm_shapes, per_core))
     n_noisy = sum(r["noisy"] for r in merged.values())
     if n_noisy:
         if args.rounds > 1:
