@@ -320,7 +320,8 @@ void gemm_rows_stream(Index m, Index k, const float* a, Index lda, const float* 
     case 2: return gemm_rows_stream_m<V, 2>(k, a, lda, b, ldb, c, ldc, n);
     case 3: return gemm_rows_stream_m<V, 3>(k, a, lda, b, ldb, c, ldc, n);
     default:
-      for (Index i = 0; i < m; i += 3) gemm_rows_stream<V>(m - i < 3 ? m - i : 3, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, n);
+      for (Index i = 0; i < m; i += 3)
+        gemm_rows_stream<V>(m - i < 3 ? m - i : 3, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, n);
   }
 }
 
