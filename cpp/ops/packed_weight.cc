@@ -7,11 +7,11 @@
 
 namespace cpuformer {
 
-// A task packs a strip of up to kPackRowsPerTask rows × kPackPanelsPerTask panels of a row-major B,
-// reading each row's piece (4 KiB with 32-column panels) whole. Packed a panel at a time instead, B's
-// rows were read two cache lines per row a row stride apart, a new page per line pair that the hardware
-// prefetcher does not follow: packing a 1024 × 1024 B took ~0.5 ms at two threads, 8% of the product it fed. Rows wider than
-// a group are split so that a strip writes to a bounded number of panels at once.
+// A task packs a strip of up to kPackRowsPerTask rows × kPackPanelsPerTask panels of a row-major B, reading each
+// row's piece (4 KiB with 32-column panels) whole. Packed a panel at a time instead, B's rows were read two cache
+// lines per row a row stride apart, a new page per line pair that the hardware prefetcher does not follow: packing
+// a 1024 × 1024 B took ~0.5 ms at two threads, 8% of the product it fed. Rows wider than a group are split so that
+// a strip writes to a bounded number of panels at once.
 constexpr Index kPackRowsPerTask = 16;
 constexpr Index kPackPanelsPerTask = 32;
 
