@@ -8,7 +8,8 @@
 //   * B: row p of the tile at b + p * ldb, nr consecutive floats (a packed panel has ldb == nr and is
 //     zero-padded past n; a raw row-major B has ldb == N and is read with masked loads when n < nr).
 //   * next: rows of the B tile the caller will need next, prefetched towards L2 while this one is
-//     computed, spread evenly over the k steps (PrefetchRows); never dereferenced.
+//     computed, spread evenly over the k steps, and (packed A only) the next C tile's rows, spread over
+//     the last k steps (PrefetchRows); never dereferenced.
 //   * epilogue (null: none): a per-row scale, bias add and activation applied in registers before the
 //     store (TileEpilogue); the bits equal separate passes over C afterwards (one rounding per step either way).
 //   * accumulate == false: C = A·B; true: C = C + A·B. Every element is one FMA chain over p in
@@ -47,6 +48,11 @@ struct PrefetchRows {
   Index rows = 0;
   const float* run = nullptr;
   Index run_lines = 0;
+  // Rows [0, c_rows) of the next C tile (nr floats each, c_ld apart), for writing: one row on each of
+  // c_rows of the last k steps (kernels with a packed A only).
+  const float* c = nullptr;
+  Index c_ld = 0;
+  Index c_rows = 0;
 };
 
 using GemmMicroKernel = void (*)(Index k, const float* a, Index lda, const float* b, Index ldb,
