@@ -106,4 +106,32 @@ void parallel_for(Index count, const std::function<void(Index, Index)>& body, in
   body(0, count);
 }
 
+void parallel_for_guided(Index count, Index grain, const std::function<void(Index, Index)>& body, int threads) {
+  if (count <= 0) return;
+  grain = std::max<Index>(grain, 1);
+  if (threads <= 0) threads = get_num_threads();
+  if (in_forked_child()) threads = 1;
+  threads = static_cast<int>(std::min<Index>(std::min(threads, kMaxThreads), (count + grain - 1) / grain));
+#ifdef CPUFORMER_WITH_OPENMP
+  if (threads > 1 && !omp_in_parallel()) {
+    std::atomic<Index> next{0};
+#pragma omp parallel num_threads(threads)
+    {
+      const Index share = 2 * Index{omp_get_num_threads()};
+      Index begin = next.load(std::memory_order_relaxed);
+      while (begin < count) {
+        const Index left = count - begin;
+        const Index size = std::min(left, std::max(grain, (left / share + grain - 1) / grain * grain));
+        if (next.compare_exchange_weak(begin, begin + size, std::memory_order_relaxed)) {
+          body(begin, begin + size);
+          begin = next.load(std::memory_order_relaxed);
+        }
+      }
+    }
+    return;
+  }
+#endif
+  body(0, count);
+}
+
 }  // namespace cpuformer

@@ -26,6 +26,12 @@ bool openmp_enabled();
 // body must not throw (an exception cannot leave an OpenMP region).
 void parallel_for(Index count, const std::function<void(Index, Index)>& body, int threads = 0);
 
+// Like parallel_for, but the threads claim pieces of [0, count) as they become free, largest first
+// (guided scheduling: each piece about a 2 · threads-th of what is left, a multiple of `grain`, at least
+// `grain`), so a thread slowed by other work on the machine hands its share to the others instead of
+// making them wait. body may run several times on one thread; the pieces never overlap.
+void parallel_for_guided(Index count, Index grain, const std::function<void(Index, Index)>& body, int threads = 0);
+
 // True in a child created by fork() after cpuformer was loaded: OpenMP's thread pool does not survive
 // fork, so such a child runs single-threaded instead of hanging.
 bool in_forked_child();

@@ -36,24 +36,11 @@ void MultiHeadAttention::attend(const float* q, Index ldq, const SequenceBatch& 
   const Index dh = d_model_ / heads_;
   const Index batch = q_seqs.batch();
   if (threads <= 0) threads = get_num_threads();
-  // Many sequences: one per task, each single-threaded. Few: each sequence spreads over the threads.
+  // Many sequences: one per task, each single-threaded, claimed by the threads as they become free
+  // (their costs, q_len · k_len, differ; a thread slowed by other work hands on its share). Few: each
+  // sequence spreads over the threads.
   const bool per_sequence = batch >= threads;
-  // Each thread takes a contiguous run of sequences of about equal cost (q_len · k_len), not of equal
-  // count: lengths differ (sentences sorted by length, a padded batch) and the cost grows with their
-  // square. Split by count, a batch of 128 sorted sentences left one thread most of the attention
-  // (all-MiniLM-L6-v2 batch 128: +2-5% sentences/s balanced).
-  std::vector<Index> bounds{0};
-  if (per_sequence) {
-    double total = 0, acc = 0;
-    for (Index b = 0; b < batch; ++b) total += double(q_seqs.lengths[b]) * double(kv_seqs.lengths[b]);
-    for (Index b = 0; b < batch && static_cast<Index>(bounds.size()) < threads; ++b) {
-      acc += double(q_seqs.lengths[b]) * double(kv_seqs.lengths[b]);
-      if (acc >= total * static_cast<double>(bounds.size()) / threads) bounds.push_back(b + 1);
-    }
-  }
-  while (static_cast<Index>(bounds.size()) <= threads) bounds.push_back(batch);
-  parallel_for(threads, [&](Index p0, Index p1) {
-    const Index b_begin = per_sequence ? bounds[p0] : 0, b_end = per_sequence ? bounds[p1] : batch;
+  auto run = [&](Index b_begin, Index b_end) {
     for (Index b = b_begin; b < b_end; ++b) {
       if (q_seqs.lengths[b] == 0) continue;
       AttentionArgs a{};
@@ -84,7 +71,11 @@ void MultiHeadAttention::attend(const float* q, Index ldq, const SequenceBatch& 
       }
       attention(a, per_sequence ? 1 : threads);
     }
-  }, per_sequence ? threads : 1);
+  };
+  if (per_sequence)
+    parallel_for_guided(batch, 1, run, threads);
+  else
+    run(0, batch);
 }
 
 void MultiHeadAttention::forward_self(const float* x, const SequenceBatch& seqs, const AttentionMask& mask, float* y,
