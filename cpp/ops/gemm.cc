@@ -140,14 +140,21 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
 //   → tiles of mr rows.
 // Without the nc level a wide B (the vocabulary projection) streams from memory once per mc rows and
 // the product becomes bandwidth-bound; without the mb chunk A would be packed once per column block.
-void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
-  GemmBlocking g = pb.kernels->gemm;
+// The rows of A that run_packed_a packs and multiplies by all of B at a time, for `panels` panels of B.
+int row_chunk(const GemmBlocking& g, Index panels, Index k) {
   // A wide B (many column blocks) pays for a long A chunk that spills L2; a narrow one does not.
-  if (j1 - j0 <= 4 * g.nc) g.mb = 2 * g.mc;
+  Index mb = panels <= 4 * g.nc ? 2 * g.mc : g.mb;
   // A chunk deeper than kRowBlockDepth holds fewer rows: the same bytes of A in L2. (4096 × 2048 × 512
   // ran 2-3% slower in 196-row chunks of depth 2048 than in 56-row ones.)
+  const Index depth = std::min<Index>(g.kc, k);
+  if (depth > kRowBlockDepth) mb = (mb * kRowBlockDepth / depth + g.mr - 1) / g.mr * g.mr;
+  return static_cast<int>(mb);
+}
+
+void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
+  GemmBlocking g = pb.kernels->gemm;
+  g.mb = row_chunk(g, j1 - j0, pb.k);
   const Index depth = std::min<Index>(g.kc, pb.k);
-  if (depth > kRowBlockDepth) g.mb = static_cast<int>((Index{g.mb} * kRowBlockDepth / depth + g.mr - 1) / g.mr * g.mr);
   // Chunks of equal height, as many as the nearest whole number of mb-row chunks: each chunk streams
   // all of B, and 64 rows as 56 + 8 streamed it twice (5% slower than one 64-row chunk at depth 2048).
   const Index chunks = std::max<Index>(1, (rows + g.mb / 2) / g.mb);
@@ -255,10 +262,16 @@ void run(const Problem& pb, int threads) {
   auto body = small_m ? run_rowmajor_a : run_packed_a;
   // Split M when there are enough row tiles for every thread; otherwise split N.
   if (!small_m && m_tiles >= 4 * threads) {
-    // Pieces of whole row tiles, claimed as threads become free: with one fixed share per thread, a
-    // thread slowed by another process on its core made the other wait (base encoder at two threads
-    // beside a process taking 30% of one core: 670 ms this way, 580 ms claimed; 1% faster undisturbed).
-    parallel_for_guided(pb.m, g.mr, [&](Index r0, Index r1) { body(pb, r0, r1 - r0, 0, n_panels); }, threads);
+    auto rows = [&](Index r0, Index r1) { body(pb, r0, r1 - r0, 0, n_panels); };
+    // With rows for several chunks per thread, pieces of whole row tiles are claimed as threads become
+    // free: with one fixed share each, a thread slowed by another process on its core made the other
+    // wait (base encoder at two threads beside a process taking 30% of one core: 670 ms this way, 580
+    // ms claimed; 1% faster undisturbed). Each piece reads all of B, so fewer rows keep fixed shares
+    // (beam search's 128 × 512 × 32000 vocabulary projection, claimed, read 65 MB of B ~6 times, not 2).
+    if (pb.m >= 4 * threads * Index{row_chunk(g, n_panels, pb.k)})
+      parallel_for_guided(pb.m, g.mr, rows, threads);
+    else
+      parallel_for(pb.m, rows, threads);
   } else {
     // Fixed column shares: across a decoder's steps each thread then finds its share of the weights
     // still in its own L2 (claimed as in the row split, a greedy step at batch 32 took 1-6% longer).
