@@ -131,15 +131,6 @@ void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j
   }
 }
 
-// Rows [row0, row0 + rows) × panels [j0, j1), A packed into this thread's scratch. BLIS's loop nest
-// around the micro-kernel, with B already packed:
-//   row chunks of ~mb rows   → K blocks of kc (pack the chunk's A block once: mb × kc floats)
-//   → column blocks of nc    (the kc × nc block of B, read from L3 or memory once per row chunk, stays in L2)
-//   → row blocks of mc       (the mc × kc block of packed A, from L2)
-//   → panels of nr           (one kc × nr panel of B, reused by every mr-row tile of the block)
-//   → tiles of mr rows.
-// Without the nc level a wide B (the vocabulary projection) streams from memory once per mc rows and
-// the product becomes bandwidth-bound; without the mb chunk A would be packed once per column block.
 // The rows of A that run_packed_a packs and multiplies by all of B at a time, for `panels` panels of B.
 int row_chunk(const GemmBlocking& g, Index panels, Index k) {
   // A wide B (many column blocks) pays for a long A chunk that spills L2; a narrow one does not.
@@ -151,6 +142,15 @@ int row_chunk(const GemmBlocking& g, Index panels, Index k) {
   return static_cast<int>(mb);
 }
 
+// Rows [row0, row0 + rows) × panels [j0, j1), A packed into this thread's scratch. BLIS's loop nest
+// around the micro-kernel, with B already packed:
+//   row chunks of ~mb rows   → K blocks of kc (pack the chunk's A block once: mb × kc floats)
+//   → column blocks of nc    (the kc × nc block of B, read from L3 or memory once per row chunk, stays in L2)
+//   → row blocks of mc       (the mc × kc block of packed A, from L2)
+//   → panels of nr           (one kc × nr panel of B, reused by every mr-row tile of the block)
+//   → tiles of mr rows.
+// Without the nc level a wide B (the vocabulary projection) streams from memory once per mc rows and
+// the product becomes bandwidth-bound; without the mb chunk A would be packed once per column block.
 void run_packed_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
   GemmBlocking g = pb.kernels->gemm;
   g.mb = row_chunk(g, j1 - j0, pb.k);
@@ -267,7 +267,10 @@ void run(const Problem& pb, int threads) {
     // free: with one fixed share each, a thread slowed by another process on its core made the other
     // wait (base encoder at two threads beside a process taking 30% of one core: 670 ms this way, 580
     // ms claimed; 1% faster undisturbed). Each piece reads all of B, so fewer rows keep fixed shares
-    // (beam search's 128 × 512 × 32000 vocabulary projection, claimed, read 65 MB of B ~6 times, not 2).
+    // (beam search's 128 × 512 × 32000 vocabulary projection, claimed in 7 pieces that each read its
+    // 65 MB B, made a step 13% slower).
+    // Fixed shares are equal row counts, not equal tile counts: 128 rows as 5 + 5 tiles were 70 and 58
+    // rows (the last tile holds 2), and the thread with 70 set the time.
     if (pb.m >= 4 * threads * Index{row_chunk(g, n_panels, pb.k)})
       parallel_for_guided(pb.m, g.mr, rows, threads);
     else
