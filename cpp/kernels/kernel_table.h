@@ -87,13 +87,14 @@ struct KernelTable {
   GemmMicroKernel gemm_rowmajor_a[kMaxTileRows];
   GemmPackingMicroKernel gemm_rowmajor_a_packing_b[kMaxTileRows];
 
-  // One row of A against several B panels at once: c[j · nr + x] (+)= Σ_p a[p] · b[j · panel_stride +
-  // p · ldb + x] for the first n columns (panels = ceil(n / nr); the last one may be partial and is read
-  // with masked loads). Every element is the micro-kernels' FMA chain over p in ascending order (same
-  // bits as gemm_rowmajor_a[0] panel by panel); several panels keep more chains in flight, where a one-row
-  // tile alone waits on FMA latency. No epilogue.
-  void (*gemm_row_panels)(Index k, const float* a, const float* b, Index ldb, Index panel_stride, float* c,
-                          Index n, bool accumulate);
+  // A few rows of A (m, lda apart) against B's panels, several panels per pass: c[i · ldc + j · nr + x]
+  // (+)= Σ_p a[i · lda + p] · b[j · panel_stride + p · ldb + x] for the first n columns (panels =
+  // ceil(n / nr); the last one may be partial and is read with masked loads). Every element is the
+  // micro-kernels' FMA chain over p in ascending order (same bits as gemm_rowmajor_a panel by panel);
+  // several panels keep more chains in flight, where a tile of one to three rows alone waits on FMA
+  // latency. No epilogue.
+  void (*gemm_rows_panels)(Index m, Index k, const float* a, Index lda, const float* b, Index ldb,
+                           Index panel_stride, float* c, Index ldc, Index n, bool accumulate);
   // C[m × n] = A[m × k] · B[k × n] for a few rows (decoding-sized m) with B raw and row-major: B is read
   // row after row (a sequential stream), C accumulated in place. Every element is the micro-kernels' FMA
   // chain over p in ascending order (same bits). No epilogue: the caller applies bias / activation.

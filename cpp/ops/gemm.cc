@@ -59,22 +59,29 @@ constexpr Index kPackRawBMinRows = 4;
 // (with the packed-weight kc of 512, 8 KiB rows thrashed and 32×512×2048 ran at 50% of peak, not 67%).
 constexpr Index kRawBlockK = 128;
 
-// One row against B read in place: groups of kRowPanels panels per pass (gemm_row_panels), bias and
-// activation after the last K block. A one-row micro-kernel tile keeps only nr / W FMA chains in flight
-// and waits on their latency: 1×512×2048 against an L2-resident packed weight ran at 35 GFLOP/s on two
-// threads this way, 48 with four panels per pass.
-constexpr Index kRowPanels = 4;
-void run_one_row(const Problem& pb, Index row, Index j0, Index j1) {
+// Up to kFewRows rows against a packed B (or one row against a raw one), several panels per pass
+// (gemm_rows_panels); bias and activation after each chunk's last K block, while the chunk is in cache.
+// A tile of so few rows keeps few FMA chains in flight and waits on their latency: one row ran
+// 1 × 512 × 2048 against an L2-resident weight at 35 GFLOP/s on two threads one panel at a time, 48 with
+// four panels per pass; 2 to 5 rows × 512 × 1024 at one thread and × 512 × 2048 at two ran 17-33% faster
+// this way than one panel at a time. A raw B keeps its own paths for more rows: read in place in passes
+// as long as a packed weight's K block, its rows a page or more apart, 4 × 512 × 32000 ran at half speed.
+constexpr Index kFewRows = 5;
+// Panels per call: a multiple of every pass width (1 to 4 panels), so only a thread's last call has a
+// narrower pass.
+constexpr Index kFewRowsChunk = 12;
+void run_few_rows(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
   const GemmBlocking& g = pb.kernels->gemm;
-  float* c = pb.out.c + row * pb.out.ldc;
+  float* c = pb.out.c + row0 * pb.out.ldc;
   for (Index k0 = 0; k0 < pb.k; k0 += g.kc) {
     const Index kc_b = std::min<Index>(g.kc, pb.k - k0);
     const Index panel_stride = pb.b.packed ? kc_b * g.nr : g.nr;
-    for (Index j = j0; j < j1; j += kRowPanels) {
-      const Index col0 = j * g.nr, cols = std::min<Index>(std::min(j1, j + kRowPanels) * g.nr, pb.n) - col0;
-      pb.kernels->gemm_row_panels(kc_b, pb.a + row * pb.lda + k0, pb.b.panel(k0, j, g.nr), pb.b.stride(g.nr),
-                                  panel_stride, c + col0, cols, k0 > 0);
-      if (k0 + kc_b >= pb.k) bias_activation_block(pb, row, 1, col0, cols);
+    for (Index j = j0; j < j1; j += kFewRowsChunk) {
+      const Index col0 = j * g.nr;
+      const Index cols = std::min<Index>(std::min(j1, j + kFewRowsChunk) * g.nr, pb.n) - col0;
+      pb.kernels->gemm_rows_panels(rows, kc_b, pb.a + row0 * pb.lda + k0, pb.lda, pb.b.panel(k0, j, g.nr),
+                                   pb.b.stride(g.nr), panel_stride, c + col0, pb.out.ldc, cols, k0 > 0);
+      if (k0 + kc_b >= pb.k) bias_activation_block(pb, row0, rows, col0, cols);
     }
   }
 }
@@ -87,7 +94,7 @@ void run_one_row(const Problem& pb, Index row, Index j0, Index j1) {
 // separate pass, it cost a third of a small-M product.
 void run_rowmajor_a(const Problem& pb, Index row0, Index rows, Index j0, Index j1) {
   const GemmBlocking& g = pb.kernels->gemm;
-  if (rows == 1) return run_one_row(pb, row0, j0, j1);
+  if (rows <= kFewRows && (pb.b.packed || rows == 1)) return run_few_rows(pb, row0, rows, j0, j1);
   const bool raw_strips = pb.b.packed == nullptr && rows >= kPackRawBMinRows;
   // A single row tile reads the raw strip itself: a packed copy would have no reader, and its stores
   // (each landing 4 KiB-aliased on some in-flight load of A) cost 14 × 512 × 512 9%.

@@ -354,6 +354,30 @@ def test_raw_b_small_m_paths(isa, m, n, rng):
             assert np.array_equal(got, via_packed), f"{what}: raw and packed paths differ"
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6])
+def test_few_rows_against_a_packed_weight(isa, m, rng):
+    """Up to 5 rows against a packed weight run several panels per pass (1 to 4 of them, by row count),
+    in calls of 12 panels, each thread over its own panels. N = 13 panels + 5 columns leaves a partial
+    chunk, pass and panel at one and two threads; K crosses the K block. Within the bound, and bitwise
+    equal to the same rows inside an 11-row-taller product (row tiles, one panel at a time)."""
+    g = blocking(isa)
+    k, n = g["kc"] + 7, 13 * g["nr"] + 5
+    a = rng.standard_normal((m + 11, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    packed = ops.pack_weight(b)
+    pre = a[:m].astype(np.float64) @ b.astype(np.float64) + bias
+    want = ref.ACTIVATIONS["gelu"](pre)
+    bound = activation_bound(gemm_bound(a[:m], b, False, bias), pre, want)
+    for t in (1, 2):
+        with use_threads(t):
+            few = ops.matmul(a[:m], packed, bias=bias, activation="gelu", out=nan_like((m, n)))
+            taller = ops.matmul(a, packed, bias=bias, activation="gelu")
+        what = f"{isa} m={m} threads={t}"
+        assert_within(few, want, bound, what)
+        assert np.array_equal(few, taller[:m]), f"{what}: rows differ from the same rows in a taller product"
+
+
 @pytest.mark.parametrize("m", [10, 300])
 def test_row_alone_equals_row_in_batch(isa, m, rng, threads):
     """matmul(a[i:i+1], W) == matmul(a, W)[i:i+1] bitwise, for every way of passing W."""

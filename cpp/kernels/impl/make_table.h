@@ -37,7 +37,7 @@ constexpr KernelTable make_kernel_table(Isa isa, const char* name, Blocking b) {
   }
   t.pack_a = &pack_a<V, MR>;
   t.gemm_rows_stream = &gemm_rows_stream<V>;
-  t.gemm_row_panels = &gemm_row_panels<V, NR>;
+  t.gemm_rows_panels = &gemm_rows_panels<V, NR>;
   t.pack_b_transposed = &pack_b_transposed<V, NR>;
   t.pack_b_rows = &pack_b_rows<V, NR>;
   t.softmax_row = &softmax_row<V>;
