@@ -310,15 +310,60 @@ def measure(
 # Children
 
 
+def process_cpu_ns(pid: int) -> Optional[int]:
+    """CPU time used so far by all threads of process ``pid``, in ns (Linux /proc); None where unknown."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # the thread ended meanwhile
+    except OSError:
+        return None
+    return total
+
+
+# A child is idle once its threads use less than this share of one core over a poll interval.
+IDLE_SHARE, IDLE_POLL_S, IDLE_MAX_WAIT_S = 0.05, 0.002, 2.0
+
+
+def wait_until_idle(pids: list) -> float:
+    """Waits (at most IDLE_MAX_WAIT_S) until the processes ``pids`` stop using CPU; returns the seconds waited.
+
+    A thread pool may spin for a while after its call returned (libgomp's for a spin count; ONNX
+    Runtime's workers kept the CPU busy for 34 ms after the base encoder's warm-up call): spinning beside
+    the next implementation's call, it would take cores from it."""
+    start = time.perf_counter()
+    last = [process_cpu_ns(p) for p in pids]
+    if not pids or any(x is None for x in last):
+        return 0.0
+    while time.perf_counter() - start < IDLE_MAX_WAIT_S:
+        t0 = time.perf_counter()
+        time.sleep(IDLE_POLL_S)
+        now = [process_cpu_ns(p) for p in pids]
+        if any(x is None for x in now):
+            break
+        busy_ns = sum(b - a for a, b in zip(last, now))
+        if busy_ns < IDLE_SHARE * (time.perf_counter() - t0) * 1e9:
+            break
+        last = now
+    return time.perf_counter() - start
+
+
 class Child:
     """One implementation at one thread count, in its own interpreter, answering requests in turn.
 
     Started with ``script --child CONFIG`` and the thread variables set in its environment. The protocol is
     one JSON line per message on its stdout: first ``{"info": ...}`` (or ``{"error": ...}`` when the
     implementation cannot be imported), then one reply per request line written to its stdin. Only one
-    child computes at a time; the others wait blocked on stdin (their thread pools asleep), so the
-    parent can interleave implementations shape by shape and a busy spell on the machine hits them alike.
+    child computes at a time: a request is sent once every other live child has stopped using CPU
+    (wait_until_idle: thread pools that spin after a call would take cores from this one), so the parent
+    can interleave implementations shape by shape and a busy spell on the machine hits them alike.
     stderr goes to a temporary file (quoted when the child fails) or, with ``verbose``, to ours."""
+
+    _live: list = []  # every child not yet closed, of every benchmark in this process
 
     def __init__(self, script: str, impl: str, threads: int, config: dict, verbose: bool = False):
         self.impl, self.threads = impl, threads
@@ -330,6 +375,7 @@ class Child:
             cmd, env=thread_env(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log, text=True, bufsize=1,
         )
+        Child._live.append(self)
         hello = self._read(timeout=300.0)
         if hello is None:
             self.close()
@@ -373,6 +419,7 @@ class Child:
         """Sends one request; the reply, or None (and ``self.error`` set) when the child failed."""
         if not self.alive:
             return None
+        wait_until_idle([c._proc.pid for c in Child._live if c is not self and c._proc.poll() is None])
         try:
             self._proc.stdin.write(json.dumps(message) + "\n")
             self._proc.stdin.flush()
@@ -386,6 +433,8 @@ class Child:
         return reply
 
     def close(self) -> None:
+        if self in Child._live:
+            Child._live.remove(self)
         proc = self._proc
         if proc.poll() is None:
             try:
