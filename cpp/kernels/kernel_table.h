@@ -91,7 +91,7 @@ struct KernelTable {
   // (+)= Σ_p a[i · lda + p] · b[j · panel_stride + p · ldb + x] for the first n columns (panels =
   // ceil(n / nr); the last one may be partial and is read with masked loads). Every element is the
   // micro-kernels' FMA chain over p in ascending order (same bits as gemm_rowmajor_a panel by panel);
-  // several panels keep more chains in flight, where a tile of one to three rows alone waits on FMA
+  // several panels keep more chains in flight, where a tile of one to five rows alone waits on FMA
   // latency. No epilogue.
   void (*gemm_rows_panels)(Index m, Index k, const float* a, Index lda, const float* b, Index ldb,
                            Index panel_stride, float* c, Index ldc, Index n, bool accumulate);

@@ -242,12 +242,14 @@ struct GemmMicroKernels {
 
 // Panels per pass of gemm_rows_panels for M rows: M · G · NR / W accumulators, as many FMA chains as
 // fit the register file beside the B vectors and broadcasts (a one-row tile alone keeps only NR / W
-// chains in flight and waits on FMA latency; the same for two or three rows, with one panel per pass,
-// left 2-3 rows against an L2-resident weight at 60-75% of one row's bytes per second).
+// chains in flight and waits on FMA latency; two and three rows, one panel per pass, read an L2-resident
+// weight at 75% and 64% of one row's bytes per second). 24 accumulators spilled (6 rows × 2 panels ran
+// at half speed).
 template <class V, int NR, int M>
 constexpr int rows_panels_group() {
   constexpr int NV = NR / V::kWidth;
-  constexpr int budget = V::kWidth == 16 ? 20 : V::kWidth == 8 ? 8 : 16;  // accumulators: 32, 16, any registers
+  // Accumulators: of 32 zmm registers, of 16 ymm; the scalar path's are plain floats.
+  constexpr int budget = V::kWidth == 16 ? 20 : V::kWidth == 8 ? 8 : 16;
   constexpr int g = budget / (M * NV);
   return M == 1 ? 4 : g < 1 ? 1 : g > 4 ? 4 : g;
 }
