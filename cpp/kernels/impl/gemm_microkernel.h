@@ -19,6 +19,10 @@ inline void for_each_index(F&& f, std::integer_sequence<int, I...>) {
   (f(std::integral_constant<int, I>{}), ...);
 }
 
+// Cache lines in one row of an nr-column panel (what a prefetch of that row touches).
+template <int NR>
+constexpr int kPanelRowLines = NR * 4 >= 64 ? NR * 4 / 64 : 1;
+
 // Up to 14 rows of a row-major A tile, column p, reached from two pointers (rows 0 and 7, advanced a
 // column per k step) and three index registers (1, 3 and 5 rows in bytes): every row is one
 // base + index · scale addressing mode. Left to itself the compiler kept a pointer per row, which with
@@ -133,7 +137,7 @@ struct GemmMicroKernels {
         rows.next_column();
       }
       // Bresenham over the k steps: next.rows of them prefetch one row of the next tile each.
-      static constexpr int kLines = NR * 4 >= 64 ? NR * 4 / 64 : 1;
+      constexpr int kLines = kPanelRowLines<NR>;
       pf_acc += next.rows;
       if (pf_acc >= k) {
         pf_acc -= k;
@@ -276,7 +280,7 @@ inline void rows_panels_pass(Index k, const float* a, Index lda, const float* b,
 #pragma GCC unroll 4
     for (int i = 0; i < M; ++i) ai[i] = V::set1(a[i * lda + p]);
     if constexpr (M > 1) {
-      constexpr int kLines = NR * 4 >= 64 ? NR * 4 / 64 : 1;
+      constexpr int kLines = kPanelRowLines<NR>;
 #pragma GCC unroll 16
       for (int l = 0; l < G * kLines; ++l)
         __builtin_prefetch(b + (l / kLines) * panel_stride + (p + kAhead) * ldb + (l % kLines) * 16, 0, 3);
