@@ -257,10 +257,14 @@ void run(const Problem& pb, int threads) {
   // core does in ~15 µs, the product runs on the calling thread.
   const Index flops = 2 * pb.m * pb.n * pb.k;
   if (flops < 2 * 1024 * 1024) threads = 1;
-  // A few rows against a raw B: stream B's rows. On several threads, one row goes to the panel path
-  // below (1 × 512 × 2048 at two threads streamed its half rows 13% slower); two or three rows stream
-  // (the panel path's strided pieces ran 3 × 512 × 4096 at half the speed, 2 × 512 × 32000 at 60%).
-  if (pb.b.packed == nullptr && pb.m < kPackRawBMinRows && (threads == 1 || pb.m > 1))
+  // A few rows against a raw B: stream B's rows, each thread over its own columns. One row streams only
+  // when each thread's piece of a row is long enough (4 KiB) for the prefetchers, else it goes to the
+  // panel path below: at two threads 1 × 512 × 2048 streamed 40% faster than in panels, 1 × 2048 × 512
+  // (1 KiB pieces) 25-65% slower. Two or three rows always stream (the panel path's strided pieces ran
+  // 3 × 512 × 4096 at half the speed, 2 × 512 × 32000 at 60%).
+  constexpr Index kStreamPieceCols = 1024;
+  if (pb.b.packed == nullptr && pb.m < kPackRawBMinRows &&
+      (threads == 1 || pb.m > 1 || pb.n >= kStreamPieceCols * threads))
     return run_rows_stream(pb, threads);
   const GemmBlocking& g = pb.kernels->gemm;
   const Index m_tiles = (pb.m + g.mr - 1) / g.mr;

@@ -328,16 +328,17 @@ def test_thread_count_does_not_change_results(isa, m, k, n, rng):
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 17, 40])
-@pytest.mark.parametrize("n", [33, 2050, 4100])
-def test_raw_b_small_m_paths(isa, m, n, rng):
+@pytest.mark.parametrize("k,n", [(303, 33), (303, 2050), (303, 4100), (2100, 700)])
+def test_raw_b_small_m_paths(isa, m, k, n, rng):
     """A raw [K, N] B at small M takes its own paths: rows streamed (M < 4; on two threads each streams
-    its own columns), one row against groups of panels (M = 1 on two threads: N = 4100 makes enough work
-    for the second one), or in K blocks shorter than a packed weight's (M >= 4): read in place by a single
-    row tile (M <= mr), packed on the fly panel by panel for several (M = 17 and 40 here). K = 303 crosses
-    those blocks and leaves 3 rows of B past the streaming path's groups of 4; N = 2050 crosses the
-    streaming chunk and ends in a partial panel. Against the reference, and bitwise equal to the
-    packed-weight path at 1 and 2 threads, with bias and ReLU (fused in the micro-kernel) and GELU."""
-    k = 303
+    its own columns, one row only where each thread's columns make 4 KiB of a row), one row against
+    groups of panels (on two threads with fewer columns: N = 700 here, with K = 2100 making enough work
+    for the second thread), or in K blocks shorter than a packed weight's (M >= 4): read in place by a
+    single row tile (M <= mr), packed on the fly panel by panel for several (M = 17 and 40 here). K = 303
+    crosses those blocks and leaves 3 rows of B past the streaming path's groups of 4; N = 2050 and 700
+    end in a partial panel (the streaming chunks: test_rows_stream_alignment_and_chunks). Against the
+    reference, and bitwise equal to the packed-weight path at 1 and 2 threads, with bias and ReLU (fused
+    in the micro-kernel) and GELU."""
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
@@ -352,6 +353,42 @@ def test_raw_b_small_m_paths(isa, m, n, rng):
             what = f"{isa} m={m} n={n} act={act} threads={t}"
             assert_within(got, want, activation_bound(gemm_bound(a, b, False, bias), pre, want), what)
             assert np.array_equal(got, via_packed), f"{what}: raw and packed paths differ"
+
+
+def _at_float_offset(x, floats):
+    """A C-contiguous float32 copy of x whose data starts `floats` floats past a 64-byte boundary."""
+    buf = np.empty(x.size + 32, np.float32)
+    start = (-(buf.ctypes.data // 4)) % 16 + floats
+    y = buf[start : start + x.size].reshape(x.shape)
+    y[...] = x
+    assert y.ctypes.data % 64 == 4 * floats and y.flags.c_contiguous
+    return y
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+@pytest.mark.parametrize("offset", [0, 1, 4, 15])
+@pytest.mark.parametrize("n_past", [48, 37])
+def test_rows_stream_alignment_and_chunks(isa, m, offset, n_past, rng):
+    """Rows streamed against a raw B (M < 4) align B's vector loads where all of B's rows share one
+    alignment (N a multiple of 16: n_past = 48), running the columns before the first boundary first,
+    masked, and accumulate C in chunks of 32768 / M columns (whole cache lines). B starts 0, 1, 4 or 15
+    floats past a 64-byte boundary; N crosses the chunk by n_past columns; K = 37 leaves one row past the
+    groups of 4. Within the bound, and bitwise equal to the packed-weight path, at 1 and 2 threads."""
+    chunk = 32768 // m // 64 * 64
+    k, n = 37, chunk + n_past
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = _at_float_offset(rng.standard_normal((k, n)).astype(np.float32), offset)
+    bias = rng.standard_normal(n).astype(np.float32)
+    packed = ops.pack_weight(b)
+    pre = a.astype(np.float64) @ b.astype(np.float64) + bias
+    bound = gemm_bound(a, b, False, bias)
+    for t in (1, 2):
+        with use_threads(t):
+            got = ops.matmul(a, b, bias=bias, out=nan_like((m, n)))
+            via_packed = ops.matmul(a, packed, bias=bias)
+        what = f"{isa} m={m} n={n} offset={offset} threads={t}"
+        assert_within(got, pre, bound, what)
+        assert np.array_equal(got, via_packed), f"{what}: raw and packed paths differ"
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6])
