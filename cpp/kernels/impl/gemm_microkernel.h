@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/dims.h"
+#include "core/force_inline.h"
 #include "kernels/impl/vec_math.h"
 #include "kernels/kernel_table.h"
 
@@ -368,12 +369,16 @@ void gemm_rows_stream_m(Index k, const float* a, Index lda, const float* b, Inde
                         Index n) {
   constexpr int W = V::kWidth;
   constexpr Index kChunk = 32768 / M / 64 * 64;  // (whole cache lines, so every chunk keeps B's alignment)
-  constexpr int kSteps = 4;
+  // One row takes 8 rows of B per step, its C vector loaded and stored once per 8 FMAs (1 × 512 × 2048
+  // ran 4% faster than with 4); more rows keep 4, their broadcasts holding M · kSteps registers.
+  constexpr int kSteps = M == 1 ? 8 : 4;
   using R = typename V::Reg;
   using TM = typename V::TailMask;
   // c[j .. j + W) of every row += as[i][s] · B[p + s, j ..] for s < S, in ascending p; as holds the pass's
-  // broadcasts of A, made once per pass, not once per vector of C.
-  auto update = [&](auto steps, const R (&as)[M][kSteps], const float* bp, float* cj, auto full, TM tail) {
+  // broadcasts of A, made once per pass, not once per vector of C. (Both lambdas are forced inline: an
+  // outlined pass reloaded the captured ldb through two pointers on every vector.)
+  auto update = [&](auto steps, const R (&as)[M][kSteps], const float* bp, float* cj, auto full,
+                    TM tail) CPUFORMER_FORCE_INLINE {
     constexpr int S = decltype(steps)::value;
     R bv[S];
 #pragma GCC unroll 16
@@ -408,7 +413,7 @@ void gemm_rows_stream_m(Index k, const float* a, Index lda, const float* b, Inde
       for (Index j = head; j < full; j += W) V::storeu(ci + j, V::zero());
       if (rest > 0) V::store_mask(ci + full, V::zero(), tail);
     }
-    auto pass = [&](auto steps, Index p) {
+    auto pass = [&](auto steps, Index p) CPUFORMER_FORCE_INLINE {
       constexpr int S = decltype(steps)::value;
       R as[M][kSteps];
 #pragma GCC unroll 4
