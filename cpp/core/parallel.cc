@@ -85,11 +85,21 @@ int thread_index() {
 #endif
 }
 
-void parallel_for(Index count, const std::function<void(Index, Index)>& body, int threads) {
-  if (count <= 0) return;
+namespace {
+
+// The threads a call over `pieces` independent pieces runs on: the request (the setting when <= 0), one
+// in a forked child, never more than kMaxThreads or than there are pieces.
+int threads_for(Index pieces, int threads) {
   if (threads <= 0) threads = get_num_threads();
   if (in_forked_child()) threads = 1;
-  threads = static_cast<int>(std::min<Index>(std::min(threads, kMaxThreads), count));
+  return static_cast<int>(std::min<Index>(std::min(threads, kMaxThreads), pieces));
+}
+
+}  // namespace
+
+void parallel_for(Index count, const std::function<void(Index, Index)>& body, int threads) {
+  if (count <= 0) return;
+  threads = threads_for(count, threads);
 #ifdef CPUFORMER_WITH_OPENMP
   if (threads > 1 && !omp_in_parallel()) {
 #pragma omp parallel num_threads(threads)
@@ -109,9 +119,7 @@ void parallel_for(Index count, const std::function<void(Index, Index)>& body, in
 void parallel_for_guided(Index count, Index grain, const std::function<void(Index, Index)>& body, int threads) {
   if (count <= 0) return;
   grain = std::max<Index>(grain, 1);
-  if (threads <= 0) threads = get_num_threads();
-  if (in_forked_child()) threads = 1;
-  threads = static_cast<int>(std::min<Index>(std::min(threads, kMaxThreads), (count + grain - 1) / grain));
+  threads = threads_for((count + grain - 1) / grain, threads);
 #ifdef CPUFORMER_WITH_OPENMP
   if (threads > 1 && !omp_in_parallel()) {
     std::atomic<Index> next{0};
